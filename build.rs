@@ -1,0 +1,68 @@
+//! Generates the protobuf messages and gRPC stubs for `proto/master.proto`.
+//!
+//! Messages come from `protobuf-codegen` 3 with its pure-Rust parser, so no
+//! `protoc` binary is needed. Service stubs come from `grpcio-compiler` 0.13,
+//! which takes protobuf-2 descriptors: the descriptor set parsed by
+//! `protobuf-parse` 3 is written to bytes and read back as protobuf 2, since
+//! both versions share the wire format. The stubs refer only to `grpcio` and
+//! the message types, so they compile against grpcio's protobuf-v3 codec.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+use protobuf2::Message as _;
+
+const PROTO_DIR: &str = "proto";
+const PROTO_FILE: &str = "proto/master.proto";
+
+fn main() {
+    println!("cargo:rerun-if-changed={PROTO_FILE}");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    generate_messages(&out_dir);
+    generate_service_stubs(&out_dir);
+}
+
+fn generate_messages(out_dir: &Path) {
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include(PROTO_DIR)
+        .input(PROTO_FILE)
+        .out_dir(out_dir)
+        .run_from_script();
+    strip_inner_attributes(&out_dir.join("master.rs"));
+}
+
+fn generate_service_stubs(out_dir: &Path) {
+    let descriptor_set = protobuf_parse::Parser::new()
+        .pure()
+        .include(PROTO_DIR)
+        .input(PROTO_FILE)
+        .file_descriptor_set()
+        .expect("proto/master.proto parses");
+    let bytes = descriptor_set
+        .write_to_bytes()
+        .expect("descriptor set serializes");
+    let legacy_set = protobuf2::descriptor::FileDescriptorSet::parse_from_bytes(&bytes)
+        .expect("protobuf 2 reads a protobuf 3 descriptor set");
+
+    let to_generate = vec!["master.proto".to_string()];
+    for file in grpcio_compiler::codegen::gen(legacy_set.get_file(), &to_generate) {
+        let path = out_dir.join(&file.name);
+        fs::write(&path, file.content).expect("OUT_DIR is writable");
+        strip_inner_attributes(&path);
+    }
+}
+
+/// Removes inner attributes and inner doc comments, which `include!` does not
+/// accept inside a module body.
+fn strip_inner_attributes(path: &Path) {
+    let source = fs::read_to_string(path).expect("generated file is readable");
+    let kept: Vec<&str> = source
+        .lines()
+        .filter(|line| !line.starts_with("#![") && !line.starts_with("//!"))
+        .collect();
+    fs::write(path, kept.join("\n")).expect("generated file is writable");
+}
