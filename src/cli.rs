@@ -164,3 +164,89 @@ fn parse_host(text: &str) -> Result<String, String> {
     }
     Ok(text.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn run_config(args: &[&str]) -> Config {
+        match parse_args(args.iter().copied()) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("expected a run command, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn assert_error_names(args: &[&str], flag: &str) {
+        let message = parse_args(args.iter().copied()).unwrap_err();
+        assert!(message.contains(flag), "{message}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn bad_durations_rejected() {
+        for text in ["", "abc", "-5s", "10x", "5 s", "1e400", "ms", "1..2s"] {
+            assert!(parse_duration(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn defaults_without_flags() {
+        assert_eq!(run_config(&[]), Config::default());
+    }
+
+    #[test]
+    fn every_flag_sets_its_field() {
+        let config = run_config(&[
+            "--host",
+            "0.0.0.0",
+            "--port=0",
+            "--heartbeat-timeout",
+            "90s",
+            "--monitor-interval",
+            "500ms",
+            "--threads",
+            "3",
+            "--max-workers",
+            "10",
+            "--shutdown-grace",
+            "2s",
+        ]);
+        assert_eq!(config.host, "0.0.0.0");
+        assert_eq!(config.port, 0);
+        assert_eq!(config.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(config.monitor_interval, Duration::from_millis(500));
+        assert_eq!(config.threads, 3);
+        assert_eq!(config.max_workers, 10);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        assert_error_names(&["--port", "70000"], "--port");
+        assert_error_names(&["--port"], "--port");
+        assert_error_names(&["--heartbeat-timeout", "soon"], "--heartbeat-timeout");
+        assert_error_names(&["--monitor-interval", "0s"], "--monitor-interval");
+        assert_error_names(&["--threads", "0"], "--threads");
+        assert_error_names(&["--max-workers", "-1"], "--max-workers");
+        assert_error_names(&["--host", ""], "--host");
+        assert_error_names(&["--bogus"], "--bogus");
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse_args(["--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(["-h"]), Ok(Command::Help));
+        assert_eq!(parse_args(["--version"]), Ok(Command::Version));
+    }
+}

@@ -129,3 +129,133 @@ fn check_no_control(field: &'static str, value: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> WorkerSpec {
+        WorkerSpec {
+            id: "worker-1".to_string(),
+            host: "gpu-node-7.cluster.local".to_string(),
+            port: 50052,
+            capabilities: Capabilities {
+                gpu_enabled: true,
+                max_batch_size: 128,
+                device_type: "cuda".to_string(),
+                supported_models: vec!["resnet50".to_string()],
+            },
+        }
+    }
+
+    #[track_caller]
+    fn assert_rejected(spec: &WorkerSpec, field: &str) {
+        match validate_spec(spec) {
+            Err(Error::InvalidArgument { field: actual, .. }) => assert_eq!(actual, field),
+            other => panic!("expected {field} to be rejected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_spec_passes() {
+        assert!(validate_spec(&spec()).is_ok());
+    }
+
+    #[test]
+    fn boundary_values_pass() {
+        let mut edge = spec();
+        edge.id = "x".repeat(MAX_WORKER_ID_BYTES);
+        edge.host = "h".repeat(MAX_HOST_BYTES);
+        edge.port = MAX_PORT;
+        edge.capabilities.device_type = "d".repeat(MAX_DEVICE_TYPE_BYTES);
+        edge.capabilities.supported_models =
+            vec!["m".repeat(MAX_MODEL_NAME_BYTES); MAX_SUPPORTED_MODELS];
+        edge.capabilities.max_batch_size = 0;
+        assert!(validate_spec(&edge).is_ok());
+
+        let mut no_port = spec();
+        no_port.port = 0;
+        no_port.host = String::new();
+        assert!(validate_spec(&no_port).is_ok());
+    }
+
+    #[test]
+    fn worker_id_rules() {
+        for id in ["", "a\nb", "tab\there", "bell\u{7}"] {
+            let mut bad = spec();
+            bad.id = id.to_string();
+            assert_rejected(&bad, "worker_id");
+        }
+        let mut long = spec();
+        long.id = "x".repeat(MAX_WORKER_ID_BYTES + 1);
+        assert_rejected(&long, "worker_id");
+    }
+
+    #[test]
+    fn host_rules() {
+        for host in ["a b", "h\tx", "line\n", &"h".repeat(MAX_HOST_BYTES + 1)] {
+            let mut bad = spec();
+            bad.host = host.to_string();
+            assert_rejected(&bad, "host");
+        }
+    }
+
+    #[test]
+    fn port_rules() {
+        for port in [-1, MAX_PORT + 1, i32::MIN, i32::MAX] {
+            let mut bad = spec();
+            bad.port = port;
+            assert_rejected(&bad, "port");
+        }
+    }
+
+    #[test]
+    fn capability_rules() {
+        let mut batch = spec();
+        batch.capabilities.max_batch_size = -1;
+        assert_rejected(&batch, "capabilities.max_batch_size");
+
+        let mut device = spec();
+        device.capabilities.device_type = "d".repeat(MAX_DEVICE_TYPE_BYTES + 1);
+        assert_rejected(&device, "capabilities.device_type");
+
+        let mut many = spec();
+        many.capabilities.supported_models = vec!["m".to_string(); MAX_SUPPORTED_MODELS + 1];
+        assert_rejected(&many, "capabilities.supported_models");
+
+        let mut long_model = spec();
+        long_model.capabilities.supported_models = vec!["m".repeat(MAX_MODEL_NAME_BYTES + 1)];
+        assert_rejected(&long_model, "capabilities.supported_models");
+    }
+
+    #[test]
+    fn status_job_id_rules() {
+        let ok = WorkerStatus {
+            current_job_id: "j".repeat(MAX_JOB_ID_BYTES),
+            ..WorkerStatus::default()
+        };
+        assert!(validate_status(&ok).is_ok());
+        let long = WorkerStatus {
+            current_job_id: "j".repeat(MAX_JOB_ID_BYTES + 1),
+            ..WorkerStatus::default()
+        };
+        assert!(matches!(
+            validate_status(&long),
+            Err(Error::InvalidArgument {
+                field: "status.current_job_id",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn message_quotes_shortened_value() {
+        let mut long = spec();
+        long.id = "y".repeat(10_000);
+        let message = validate_spec(&long).unwrap_err().to_string();
+        assert!(message.contains("worker_id"), "{message}");
+        assert!(message.contains("yyyy"), "{message}");
+        assert!(message.contains("10000 bytes"), "{message}");
+        assert!(message.len() < 300, "{message}");
+    }
+}
