@@ -10,8 +10,11 @@ use grpcio::{ChannelBuilder, EnvBuilder, Environment, Server, ServerBuilder, Ser
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::health::{create_health_service, HealthState};
 use crate::membership::Membership;
-use crate::monitor::Monitor;
+use crate::monitor::start_monitor;
+use crate::periodic::PeriodicTask;
+use crate::proto::health::health_check_response::ServingStatus;
 use crate::registry::{Registration, WorkerRecord};
 use crate::service::create_master_service;
 use crate::worker::WorkerSpec;
@@ -24,10 +27,15 @@ pub const MAX_REQUEST_BYTES: i32 = 64 * 1024;
 /// period has run out.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
+/// How often open `WaitForWorkers` calls are checked against their
+/// deadlines, which bounds how late a timed-out wait replies.
+const WAIT_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
 /// A coordinator: create it with a `Config`, then `start()` and `stop()`.
 pub struct Coordinator {
     config: Config,
     membership: Arc<Membership>,
+    health: Arc<HealthState>,
     running: Option<Running>,
 }
 
@@ -36,7 +44,8 @@ struct Running {
     // Field order is drop order: the server goes before its environment.
     server: Server,
     _environment: Arc<Environment>,
-    monitor: Monitor,
+    monitor: PeriodicTask,
+    wait_timer: PeriodicTask,
     address: SocketAddr,
 }
 
@@ -55,6 +64,7 @@ impl Coordinator {
         Ok(Coordinator {
             config,
             membership,
+            health: Arc::new(HealthState::new()),
             running: None,
         })
     }
@@ -85,6 +95,7 @@ impl Coordinator {
         let mut server = ServerBuilder::new(environment.clone())
             .channel_args(channel_args)
             .register_service(create_master_service(self.membership.clone()))
+            .register_service(create_health_service(self.health.clone()))
             .build()?;
 
         let listen_address = self.config.listen_address();
@@ -94,14 +105,21 @@ impl Coordinator {
         let address = resolve(&self.config.host, port)?;
         server.start();
 
-        let monitor = Monitor::start(self.membership.clone(), self.config.monitor_interval)
+        let monitor = start_monitor(self.membership.clone(), self.config.monitor_interval)
             .map_err(|error| Error::Config(format!("failed to start the monitor: {error}")))?;
+        let membership = self.membership.clone();
+        let wait_timer = PeriodicTask::start("coordinator-waits", WAIT_CHECK_INTERVAL, move || {
+            membership.expire_waits()
+        })
+        .map_err(|error| Error::Config(format!("failed to start the wait timer: {error}")))?;
+        self.health.set_all(ServingStatus::SERVING);
         log::info!("listening on {address}");
 
         self.running = Some(Running {
             server,
             _environment: environment,
             monitor,
+            wait_timer,
             address,
         });
         Ok(address)
@@ -141,7 +159,8 @@ impl Coordinator {
         &self.membership
     }
 
-    /// Stops gracefully: stops and joins the monitor at once, stops
+    /// Stops gracefully: reports NOT_SERVING, ends open watches and waits
+    /// with `UNAVAILABLE`, stops and joins the monitor at once, stops
     /// accepting calls, gives in-flight calls the configured grace period,
     /// then cancels the rest. Calling it again does nothing.
     pub fn stop(&mut self) {
@@ -150,7 +169,11 @@ impl Coordinator {
         };
         log::info!("stopping: {} workers registered", self.membership.len());
 
+        self.health.set_all(ServingStatus::NOT_SERVING);
+        self.membership.close_streams();
+        self.health.close_watches();
         running.monitor.stop();
+        running.wait_timer.stop();
 
         let shutdown = running.server.shutdown();
         let (done, finished) = bounded::<()>(1);

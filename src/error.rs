@@ -20,7 +20,7 @@ pub enum Error {
     Grpc(grpcio::Error),
     /// A configuration value is out of range.
     Config(String),
-    /// The coordinator is not serving, so the bound address is unknown.
+    /// The coordinator is stopping or not started, so it takes no new watch or wait.
     NotServing,
     /// `start()` was called on a coordinator that is already serving.
     AlreadyStarted { address: SocketAddr },
@@ -65,7 +65,10 @@ impl fmt::Display for Error {
             Error::Bind { address, cause } => write!(f, "failed to listen on {address}: {cause}"),
             Error::Grpc(error) => write!(f, "gRPC error: {error}"),
             Error::Config(message) => write!(f, "invalid configuration: {message}"),
-            Error::NotServing => write!(f, "the coordinator is not serving"),
+            Error::NotServing => write!(
+                f,
+                "the coordinator is stopping; retry once it serves again"
+            ),
             Error::AlreadyStarted { address } => {
                 write!(f, "the coordinator is already serving on {address}")
             }

@@ -1,20 +1,28 @@
-//! Shared membership state: the registry behind one lock, plus the logging
-//! of every membership change.
+//! Shared membership state: the registry, its watchers and its waiters
+//! behind one lock, plus the logging of every membership change.
 //!
 //! Every mutation reads `Instant::now()` while holding the lock, so instants
-//! reach the registry in order and its liveness list stays sorted.
+//! reach the registry in order and its liveness list stays sorted. Events are
+//! published under the same lock, so watchers see changes in version order.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::channel::oneshot;
 use parking_lot::Mutex;
 
 use crate::error::Error;
+use crate::events::{ChangeKind, MembershipEvent};
 use crate::incarnation::{random_nonzero_u64, IncarnationSource};
 use crate::registry::{
-    HeartbeatOutcome, Registration, RegistrationKind, Registry, Removal, WorkerRecord,
+    HeartbeatOutcome, Page, Registration, RegistrationKind, Registry, Removal, RemovalKind,
+    WorkerRecord,
 };
 use crate::validate::{validate_spec, validate_status, validate_worker_id};
-use crate::worker::{WorkerSpec, WorkerStatus};
+use crate::wait::{WaitList, WaitOutcome, WaitSpec};
+use crate::watch::{Subscription, WatchHub, WATCH_BUFFER};
+use crate::worker::{WorkerFilter, WorkerSpec, WorkerStatus};
 
 /// Workers evicted per lock acquisition during a sweep. Small enough that a
 /// heartbeat waits well under a millisecond behind one batch.
@@ -27,9 +35,26 @@ pub struct SweepSummary {
     pub active: usize,
 }
 
+/// What a new watch starts from: every current worker at one version.
+pub struct WatchStart {
+    pub snapshot: Vec<WorkerRecord>,
+    pub membership_version: u64,
+    pub subscription: Subscription,
+}
+
+struct State {
+    registry: Registry,
+    watchers: WatchHub,
+    waiters: WaitList,
+    /// Set once a stop begins; new watches and waits are then rejected.
+    stopping: bool,
+}
+
 /// The registry shared by the RPC handlers, the monitor and library callers.
 pub struct Membership {
-    registry: Mutex<Registry>,
+    state: Mutex<State>,
+    /// Number of open waits, read without the lock by the wait timer.
+    open_waits: AtomicUsize,
     incarnations: IncarnationSource,
     coordinator_incarnation: u64,
 }
@@ -38,7 +63,13 @@ impl Membership {
     /// Creates empty membership with a fresh coordinator incarnation.
     pub fn new(max_workers: usize, heartbeat_timeout: Duration) -> Membership {
         Membership {
-            registry: Mutex::new(Registry::new(max_workers, heartbeat_timeout)),
+            state: Mutex::new(State {
+                registry: Registry::new(max_workers, heartbeat_timeout),
+                watchers: WatchHub::default(),
+                waiters: WaitList::default(),
+                stopping: false,
+            }),
+            open_waits: AtomicUsize::new(0),
             incarnations: IncarnationSource::new(),
             coordinator_incarnation: random_nonzero_u64(),
         }
@@ -61,23 +92,38 @@ impl Membership {
         let address = format!("{}:{}", spec.host, spec.port);
 
         let registration = {
-            let mut registry = self.registry.lock();
-            registry.register(spec, incarnation, Instant::now(), unix_millis())?
+            let mut state = self.state.lock();
+            let registration =
+                state
+                    .registry
+                    .register(spec, incarnation, Instant::now(), unix_millis())?;
+            let kind = match registration.kind {
+                RegistrationKind::Joined => ChangeKind::Joined,
+                RegistrationKind::Reregistered => ChangeKind::Reregistered,
+            };
+            let previous = registration
+                .previous
+                .as_ref()
+                .map(|record| &record.capabilities);
+            state.apply_change(
+                kind,
+                &registration.record,
+                registration.membership_version,
+                previous,
+            );
+            registration
         };
 
         let record = &registration.record;
-        match registration.kind {
-            RegistrationKind::Joined => log::info!(
-                "worker {} registered at {address} (incarnation {})",
-                record.id,
-                record.incarnation
-            ),
-            RegistrationKind::Reregistered => log::info!(
-                "worker {} re-registered at {address} (incarnation {})",
-                record.id,
-                record.incarnation
-            ),
-        }
+        let verb = match registration.kind {
+            RegistrationKind::Joined => "registered",
+            RegistrationKind::Reregistered => "re-registered",
+        };
+        log::info!(
+            "worker {} {verb} at {address} (incarnation {})",
+            record.id,
+            record.incarnation
+        );
         Ok(registration)
     }
 
@@ -98,8 +144,10 @@ impl Membership {
         }
 
         let outcome = {
-            let mut registry = self.registry.lock();
-            registry.heartbeat(id, incarnation, status, Instant::now())
+            let mut state = self.state.lock();
+            state
+                .registry
+                .heartbeat(id, incarnation, status, Instant::now())
         };
 
         match outcome {
@@ -122,15 +170,20 @@ impl Membership {
     pub fn deregister(&self, id: &str, incarnation: u64) -> Result<Option<Removal>, Error> {
         validate_worker_id(id)?;
         let removal = {
-            let mut registry = self.registry.lock();
-            registry.deregister(id, incarnation, Instant::now())
+            let mut state = self.state.lock();
+            let removal = state.registry.deregister(id, incarnation, Instant::now());
+            if let Some(removal) = &removal {
+                state.apply_removal(removal);
+            }
+            removal
         };
-        if let Some(removal) = &removal {
-            log::info!(
+        match &removal {
+            Some(removal) => log::info!(
                 "worker {} deregistered (incarnation {})",
                 removal.record.id,
                 removal.record.incarnation
-            );
+            ),
+            None => log::debug!("deregistration of worker {id} removed nothing"),
         }
         Ok(removal)
     }
@@ -141,8 +194,12 @@ impl Membership {
         let mut evicted = 0;
         loop {
             let removals = {
-                let mut registry = self.registry.lock();
-                registry.evict_expired(Instant::now(), EVICTION_BATCH)
+                let mut state = self.state.lock();
+                let removals = state.registry.evict_expired(Instant::now(), EVICTION_BATCH);
+                for removal in &removals {
+                    state.apply_removal(removal);
+                }
+                removals
             };
             for removal in &removals {
                 log::warn!(
@@ -163,9 +220,82 @@ impl Membership {
         }
     }
 
+    /// Returns one page of workers matching `filter` after the id `after`,
+    /// with the current membership version.
+    pub fn page(
+        &self,
+        filter: &WorkerFilter,
+        after: Option<&str>,
+        page_size: usize,
+    ) -> (Page, u64) {
+        let state = self.state.lock();
+        let page = state.registry.page(filter, after, page_size);
+        (page, state.registry.membership_version())
+    }
+
+    /// Opens a watch: a snapshot of every worker and the live events after it.
+    ///
+    /// # Errors
+    ///
+    /// `Error::NotServing` once a stop has begun.
+    pub fn watch(&self) -> Result<WatchStart, Error> {
+        let mut state = self.state.lock();
+        if state.stopping {
+            return Err(Error::NotServing);
+        }
+        Ok(WatchStart {
+            snapshot: state.registry.snapshot(),
+            membership_version: state.registry.membership_version(),
+            subscription: state.watchers.subscribe(),
+        })
+    }
+
+    /// Opens a wait for enough matching workers; the receiver gets the outcome.
+    ///
+    /// # Errors
+    ///
+    /// `Error::NotServing` once a stop has begun.
+    pub fn wait(&self, spec: WaitSpec) -> Result<oneshot::Receiver<WaitOutcome>, Error> {
+        let (reply, outcome) = oneshot::channel();
+        let mut state = self.state.lock();
+        if state.stopping {
+            return Err(Error::NotServing);
+        }
+        let State {
+            registry, waiters, ..
+        } = &mut *state;
+        waiters.add(spec, registry, reply);
+        self.open_waits.store(waiters.len(), Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// Ends waits whose deadline has passed or whose caller went away.
+    pub fn expire_waits(&self) {
+        if self.open_waits.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut state = self.state.lock();
+        state.waiters.expire(Instant::now());
+        self.open_waits
+            .store(state.waiters.len(), Ordering::Release);
+    }
+
+    /// Ends every watch and wait and rejects new ones: the first step of a stop.
+    pub fn close_streams(&self) {
+        let mut state = self.state.lock();
+        state.stopping = true;
+        let (watches, waits) = (state.watchers.len(), state.waiters.len());
+        state.watchers.close_all();
+        state.waiters.close_all();
+        self.open_waits.store(0, Ordering::Release);
+        if watches + waits > 0 {
+            log::info!("ending {watches} watches and {waits} waits for the stop");
+        }
+    }
+
     /// Returns the number of registered workers.
     pub fn len(&self) -> usize {
-        self.registry.lock().len()
+        self.state.lock().registry.len()
     }
 
     /// Returns whether no worker is registered.
@@ -173,9 +303,59 @@ impl Membership {
         self.len() == 0
     }
 
+    /// Returns the current membership version.
+    pub fn membership_version(&self) -> u64 {
+        self.state.lock().registry.membership_version()
+    }
+
     /// Returns a copy of every worker record, in id order.
     pub fn snapshot(&self) -> Vec<WorkerRecord> {
-        self.registry.lock().snapshot()
+        self.state.lock().registry.snapshot()
+    }
+}
+
+impl State {
+    /// Publishes a change to watchers and updates waiters; called under the lock.
+    fn apply_change(
+        &mut self,
+        kind: ChangeKind,
+        record: &WorkerRecord,
+        membership_version: u64,
+        before: Option<&crate::worker::Capabilities>,
+    ) {
+        let after = match kind {
+            ChangeKind::Joined | ChangeKind::Reregistered => Some(&record.capabilities),
+            ChangeKind::Left | ChangeKind::Evicted => None,
+        };
+        self.waiters.on_change(&self.registry, before, after);
+
+        if self.watchers.is_empty() {
+            return;
+        }
+        let event = Arc::new(MembershipEvent {
+            kind,
+            record: record.clone(),
+            membership_version,
+        });
+        let cut_off = self.watchers.publish(&event);
+        if cut_off > 0 {
+            log::warn!(
+                "cut off {cut_off} watchers that fell more than {WATCH_BUFFER} events behind"
+            );
+        }
+    }
+
+    fn apply_removal(&mut self, removal: &Removal) {
+        let kind = match removal.kind {
+            RemovalKind::Deregistered => ChangeKind::Left,
+            RemovalKind::Evicted => ChangeKind::Evicted,
+        };
+        self.apply_change(
+            kind,
+            &removal.record,
+            removal.membership_version,
+            Some(&removal.record.capabilities),
+        );
     }
 }
 

@@ -1,4 +1,4 @@
-//! Generated protobuf messages and gRPC stubs for `proto/master.proto`.
+//! Generated protobuf messages and gRPC stubs for the files in `proto/`.
 
 #[allow(
     clippy::all,
@@ -22,4 +22,28 @@ pub mod master {
 )]
 pub mod master_grpc {
     include!(concat!(env!("OUT_DIR"), "/master_grpc.rs"));
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    nonstandard_style,
+    unused,
+    unused_qualifications
+)]
+pub mod health {
+    include!(concat!(env!("OUT_DIR"), "/health.rs"));
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    nonstandard_style,
+    unused,
+    unused_qualifications
+)]
+pub mod health_grpc {
+    include!(concat!(env!("OUT_DIR"), "/health_grpc.rs"));
 }

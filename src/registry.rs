@@ -55,6 +55,8 @@ pub enum RegistrationKind {
 pub struct Registration {
     pub kind: RegistrationKind,
     pub record: WorkerRecord,
+    /// The record this registration replaced, on a re-registration.
+    pub previous: Option<WorkerRecord>,
     /// Membership version after this registration.
     pub membership_version: u64,
 }
@@ -199,25 +201,26 @@ impl Registry {
             last_status: None,
         };
 
-        let kind = match existing {
+        let (kind, previous) = match existing {
             Some(index) => {
                 self.unlink(index);
-                self.slots[index].record = Some(record.clone());
+                let previous = self.slots[index].record.replace(record.clone());
                 self.push_tail(index);
-                RegistrationKind::Reregistered
+                (RegistrationKind::Reregistered, previous)
             }
             None => {
                 let index = self.allocate(record.clone());
                 self.push_tail(index);
                 self.by_id.insert(id.clone(), index);
                 self.ordered_ids.insert(id);
-                RegistrationKind::Joined
+                (RegistrationKind::Joined, None)
             }
         };
         self.membership_version += 1;
         Ok(Registration {
             kind,
             record,
+            previous,
             membership_version: self.membership_version,
         })
     }

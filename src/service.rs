@@ -1,30 +1,51 @@
-//! The `distributedml.MasterService` handlers: decode, validate, one
-//! membership call, reply.
+//! The `distributedml.MasterService` unary handlers: decode, validate, one
+//! membership call, reply. The streaming and waiting methods live in
+//! `streams.rs`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use grpcio::{MethodType, RpcContext, RpcStatus, RpcStatusCode, ServiceBuilder, UnarySink};
 use protobuf::Message;
 
 use crate::codec::{server_method, Decoded};
-use crate::convert::{spec_from_request, status_from_proto};
+use crate::convert::{filter_from_proto, spec_from_request, status_from_proto, worker_info};
 use crate::error::Error;
 use crate::log_limit::LogLimit;
 use crate::membership::Membership;
+use crate::paging::{decode_token, effective_page_size, encode_token};
 use crate::proto::master as pb;
 use crate::registry::HeartbeatOutcome;
+use crate::streams::{wait_for_workers, watch_workers};
 
-const REGISTER_WORKER: grpcio::Method<
-    Decoded<pb::RegisterWorkerRequest>,
-    pb::RegisterWorkerResponse,
-> = server_method(
-    MethodType::Unary,
-    "/distributedml.MasterService/RegisterWorker",
-);
-const SEND_HEARTBEAT: grpcio::Method<Decoded<pb::HeartbeatRequest>, pb::HeartbeatResponse> =
+type ServerMethod<Req, Resp> = grpcio::Method<Decoded<Req>, Resp>;
+
+const REGISTER_WORKER: ServerMethod<pb::RegisterWorkerRequest, pb::RegisterWorkerResponse> =
     server_method(
         MethodType::Unary,
-        "/distributedml.MasterService/SendHeartbeat",
+        "/distributedml.MasterService/RegisterWorker",
+    );
+const SEND_HEARTBEAT: ServerMethod<pb::HeartbeatRequest, pb::HeartbeatResponse> = server_method(
+    MethodType::Unary,
+    "/distributedml.MasterService/SendHeartbeat",
+);
+const DEREGISTER_WORKER: ServerMethod<pb::DeregisterWorkerRequest, pb::DeregisterWorkerResponse> =
+    server_method(
+        MethodType::Unary,
+        "/distributedml.MasterService/DeregisterWorker",
+    );
+const LIST_WORKERS: ServerMethod<pb::ListWorkersRequest, pb::ListWorkersResponse> = server_method(
+    MethodType::Unary,
+    "/distributedml.MasterService/ListWorkers",
+);
+const WATCH_WORKERS: ServerMethod<pb::WatchWorkersRequest, pb::WorkerEvent> = server_method(
+    MethodType::ServerStreaming,
+    "/distributedml.MasterService/WatchWorkers",
+);
+const WAIT_FOR_WORKERS: ServerMethod<pb::WaitForWorkersRequest, pb::WaitForWorkersResponse> =
+    server_method(
+        MethodType::Unary,
+        "/distributedml.MasterService/WaitForWorkers",
     );
 
 /// Rejected requests are logged at most once a second, because a broken or
@@ -34,7 +55,11 @@ static REJECTION_LOG: LogLimit = LogLimit::new();
 /// Builds the gRPC service around shared membership.
 pub fn create_master_service(membership: Arc<Membership>) -> grpcio::Service {
     let register = membership.clone();
-    let heartbeat = membership;
+    let heartbeat = membership.clone();
+    let deregister = membership.clone();
+    let list = membership.clone();
+    let watch = membership.clone();
+    let wait = membership;
     ServiceBuilder::new()
         .add_unary_handler(&REGISTER_WORKER, move |ctx, request, sink| {
             reply(ctx, sink, request, |request| {
@@ -45,6 +70,20 @@ pub fn create_master_service(membership: Arc<Membership>) -> grpcio::Service {
             reply(ctx, sink, request, |request| {
                 send_heartbeat(&heartbeat, request)
             })
+        })
+        .add_unary_handler(&DEREGISTER_WORKER, move |ctx, request, sink| {
+            reply(ctx, sink, request, |request| {
+                deregister_worker(&deregister, request)
+            })
+        })
+        .add_unary_handler(&LIST_WORKERS, move |ctx, request, sink| {
+            reply(ctx, sink, request, |request| list_workers(&list, request))
+        })
+        .add_server_streaming_handler(&WATCH_WORKERS, move |ctx, request, sink| {
+            watch_workers(&watch, ctx, request, sink)
+        })
+        .add_unary_handler(&WAIT_FOR_WORKERS, move |ctx, request, sink| {
+            wait_for_workers(&wait, ctx, request, sink)
         })
         .build()
 }
@@ -59,6 +98,8 @@ fn register_worker(
         success: true,
         message: format!("worker {id} registered"),
         assigned_worker_id: id,
+        incarnation: registration.record.incarnation,
+        coordinator_incarnation: membership.coordinator_incarnation(),
         ..Default::default()
     })
 }
@@ -68,9 +109,48 @@ fn send_heartbeat(
     request: pb::HeartbeatRequest,
 ) -> Result<pb::HeartbeatResponse, Error> {
     let status = status_from_proto(request.status);
-    let outcome = membership.heartbeat(&request.worker_id, 0, status)?;
+    let outcome = membership.heartbeat(&request.worker_id, request.incarnation, status)?;
     Ok(pb::HeartbeatResponse {
         acknowledged: outcome == HeartbeatOutcome::Acknowledged,
+        coordinator_incarnation: membership.coordinator_incarnation(),
+        ..Default::default()
+    })
+}
+
+fn deregister_worker(
+    membership: &Membership,
+    request: pb::DeregisterWorkerRequest,
+) -> Result<pb::DeregisterWorkerResponse, Error> {
+    let removal = membership.deregister(&request.worker_id, request.incarnation)?;
+    Ok(pb::DeregisterWorkerResponse {
+        removed: removal.is_some(),
+        ..Default::default()
+    })
+}
+
+fn list_workers(
+    membership: &Membership,
+    request: pb::ListWorkersRequest,
+) -> Result<pb::ListWorkersResponse, Error> {
+    let filter = filter_from_proto(request.device_type, request.gpu, request.supported_model)?;
+    let after = decode_token(&filter, &request.page_token)?;
+    let page_size = effective_page_size(request.page_size);
+
+    let (page, membership_version) = membership.page(&filter, after.as_deref(), page_size);
+
+    let now = Instant::now();
+    Ok(pb::ListWorkersResponse {
+        workers: page
+            .workers
+            .iter()
+            .map(|record| worker_info(record, now))
+            .collect(),
+        next_page_token: page
+            .last_id
+            .map(|id| encode_token(&filter, &id))
+            .unwrap_or_default(),
+        total_count: page.total_count,
+        membership_version,
         ..Default::default()
     })
 }
@@ -86,24 +166,29 @@ fn reply<Req: Message, Resp: Send + 'static>(
         Ok(request) => handle(request).map_err(|error| status_for(&error)),
         Err(error) => Err(malformed::<Req>(&error)),
     };
-    let method = String::from_utf8_lossy(ctx.method()).into_owned();
     let send = match result {
         Ok(response) => sink.success(response),
         Err(status) => {
-            if let Some(suppressed) = REJECTION_LOG.admit() {
-                log::warn!(
-                    "{method} rejected: {} ({suppressed} similar lines suppressed)",
-                    status.message()
-                );
-            }
+            log_rejection(&ctx, &status);
             sink.fail(status)
         }
     };
     ctx.spawn(async move {
         if let Err(error) = send.await {
-            log::debug!("{method}: reply not delivered: {error}");
+            log::debug!("reply not delivered: {error}");
         }
     });
+}
+
+/// Logs a rejected request at warn, at most once a second.
+pub fn log_rejection(ctx: &RpcContext<'_>, status: &RpcStatus) {
+    if let Some(suppressed) = REJECTION_LOG.admit() {
+        log::warn!(
+            "{} rejected: {} ({suppressed} similar lines suppressed)",
+            String::from_utf8_lossy(ctx.method()),
+            status.message()
+        );
+    }
 }
 
 /// Returns the status for a request whose bytes did not parse.
