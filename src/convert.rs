@@ -34,6 +34,17 @@ fn capabilities_from_proto(capabilities: pb::WorkerCapabilities) -> Capabilities
     }
 }
 
+/// Returns the registration request that carries `spec`.
+pub fn request_from_spec(spec: &WorkerSpec) -> pb::RegisterWorkerRequest {
+    pb::RegisterWorkerRequest {
+        worker_id: spec.id.clone(),
+        host: spec.host.clone(),
+        port: spec.port,
+        capabilities: MessageField::some(capabilities_to_proto(&spec.capabilities)),
+        ..Default::default()
+    }
+}
+
 /// Returns the plain status carried by a heartbeat, if any.
 pub fn status_from_proto(status: MessageField<pb::WorkerStatus>) -> Option<WorkerStatus> {
     status.into_option().map(|status| WorkerStatus {
@@ -132,7 +143,8 @@ pub fn filter_from_proto(
     })
 }
 
-fn capabilities_to_proto(capabilities: &Capabilities) -> pb::WorkerCapabilities {
+/// Returns the protobuf form of a worker's capabilities.
+pub fn capabilities_to_proto(capabilities: &Capabilities) -> pb::WorkerCapabilities {
     pb::WorkerCapabilities {
         gpu_enabled: capabilities.gpu_enabled,
         max_batch_size: capabilities.max_batch_size,
@@ -142,7 +154,8 @@ fn capabilities_to_proto(capabilities: &Capabilities) -> pb::WorkerCapabilities 
     }
 }
 
-fn status_to_proto(status: &WorkerStatus) -> pb::WorkerStatus {
+/// Returns the protobuf form of a worker's status.
+pub fn status_to_proto(status: &WorkerStatus) -> pb::WorkerStatus {
     pb::WorkerStatus {
         current_job_id: status.current_job_id.clone(),
         cpu_usage: status.cpu_usage,

@@ -2,9 +2,12 @@
 //!
 //! Workers register over gRPC (`distributedml.MasterService`), send
 //! heartbeats, and are evicted when they fall silent. `Coordinator` runs the
-//! server; `Registry` holds the membership logic free of gRPC types.
+//! server; `Registry` holds the membership logic free of gRPC types;
+//! `WorkerSession` is the worker side of the protocol.
 
+mod backoff;
 pub mod cli;
+pub mod client;
 mod codec;
 pub mod config;
 mod convert;
@@ -27,6 +30,7 @@ pub mod wait;
 pub mod watch;
 pub mod worker;
 
+pub use client::{WorkerOptions, WorkerSession};
 pub use config::Config;
 pub use coordinator::Coordinator;
 pub use error::Error;
