@@ -226,19 +226,26 @@ enum Step {
     Healthy,
     /// The coordinator does not know this registration; register at once.
     RegisterAgain,
-    /// The call failed; retry after a backoff delay.
-    Failed,
+    /// The call failed for the reason given; retry after a backoff delay.
+    Failed(String),
 }
 
 fn run_session(shared: &Shared, stop: &Receiver<()>) {
     let options = &shared.options;
+    let id = &options.spec.id;
     let mut backoff = Backoff::new(options.initial_backoff, options.max_backoff);
+    // Consecutive failed calls; only the first of a run is logged at warn.
+    let mut failures: u64 = 0;
     loop {
         let current = *shared.registration.lock();
         let step = match current {
             None => register(shared),
             Some(registration) => heartbeat(shared, registration),
         };
+        if failures > 0 && !matches!(step, Step::Failed(_)) {
+            log::info!("worker {id}: coordinator reachable again after {failures} failed calls");
+            failures = 0;
+        }
         let delay = match step {
             Step::Healthy => {
                 backoff.reset();
@@ -248,7 +255,16 @@ fn run_session(shared: &Shared, stop: &Receiver<()>) {
                 set_registration(shared, None);
                 Duration::ZERO
             }
-            Step::Failed => backoff.next_delay(),
+            Step::Failed(reason) => {
+                let delay = backoff.next_delay();
+                if failures == 0 {
+                    log::warn!("worker {id}: {reason}; retrying with backoff");
+                } else {
+                    log::debug!("worker {id}: {reason}; retrying in {delay:?}");
+                }
+                failures += 1;
+                delay
+            }
         };
         match stop.recv_timeout(delay) {
             Err(RecvTimeoutError::Timeout) => {}
@@ -278,18 +294,8 @@ fn register(shared: &Shared) -> Step {
             );
             Step::Healthy
         }
-        Ok(reply) => {
-            log::warn!(
-                "worker {} registration refused: {}; retrying",
-                spec.id,
-                reply.message
-            );
-            Step::Failed
-        }
-        Err(error) => {
-            log::warn!("worker {} failed to register: {error}; retrying", spec.id);
-            Step::Failed
-        }
+        Ok(reply) => Step::Failed(format!("registration refused: {}", reply.message)),
+        Err(error) => Step::Failed(format!("registration failed: {error}")),
     }
 }
 
@@ -323,10 +329,7 @@ fn heartbeat(shared: &Shared, registration: Registration) -> Step {
             Step::RegisterAgain
         }
         Ok(_) => Step::Healthy,
-        Err(error) => {
-            log::warn!("worker {id}: heartbeat failed: {error}; retrying");
-            Step::Failed
-        }
+        Err(error) => Step::Failed(format!("heartbeat failed: {error}")),
     }
 }
 
