@@ -89,8 +89,12 @@ impl Coordinator {
                 .name_prefix("grpc-server")
                 .build(),
         );
+        // gRPC C-core (1.56, as bundled by grpcio 0.13) sets SO_REUSEPORT by
+        // default, so a second coordinator on a taken port would bind too
+        // and take a share of its connections.
         let channel_args = ChannelBuilder::new(environment.clone())
             .max_receive_message_len(MAX_REQUEST_BYTES)
+            .reuse_port(false)
             .build_args();
         let mut server = ServerBuilder::new(environment.clone())
             .channel_args(channel_args)
