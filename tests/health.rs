@@ -3,11 +3,17 @@
 
 mod api_common;
 
-use api_common::{call_option, health_client, next_item, rpc_status, start_default};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
+use api_common::{
+    call_option, forward_stream, health_client, rpc_status, start_default, CALL_TIMEOUT,
+};
 use grpc_coordinator::proto::health::health_check_response::ServingStatus;
 use grpc_coordinator::proto::health::{HealthCheckRequest, HealthCheckResponse};
 use grpc_coordinator::proto::health_grpc::HealthClient;
-use grpcio::{ClientSStreamReceiver, RpcStatusCode};
+use grpcio::RpcStatusCode;
+
+type Updates = Receiver<grpcio::Result<HealthCheckResponse>>;
 
 fn request(service: &str) -> HealthCheckRequest {
     HealthCheckRequest {
@@ -20,15 +26,23 @@ fn check(client: &HealthClient, service: &str) -> grpcio::Result<HealthCheckResp
     client.check_opt(&request(service), call_option())
 }
 
+/// Opens a Watch for `service` and returns the receiver of its updates.
+fn watch(client: &HealthClient, service: &str) -> Updates {
+    let stream = client
+        .watch_opt(&request(service), call_option())
+        .expect("Watch starts");
+    forward_stream(stream, |task| client.spawn(task))
+}
+
 #[track_caller]
-fn next_status(stream: &mut ClientSStreamReceiver<HealthCheckResponse>) -> ServingStatus {
-    match next_item(stream) {
-        Some(Ok(response)) => response
+fn next_status(updates: &Updates) -> ServingStatus {
+    match updates.recv_timeout(CALL_TIMEOUT) {
+        Ok(Ok(response)) => response
             .status
             .enum_value()
             .unwrap_or_else(|value| panic!("unknown serving status {value}")),
-        Some(Err(error)) => panic!("health watch failed: {error}"),
-        None => panic!("health watch ended"),
+        Ok(Err(error)) => panic!("health watch failed: {error}"),
+        Err(error) => panic!("no health watch update: {error}"),
     }
 }
 
@@ -61,17 +75,15 @@ fn check_unknown_service_not_found() {
 fn watch_follows_stop() {
     let (mut coordinator, address) = start_default();
     let client = health_client(address);
-    let mut stream = client
-        .watch_opt(&request("distributedml.MasterService"), call_option())
-        .expect("Watch starts");
-    assert_eq!(next_status(&mut stream), ServingStatus::SERVING);
+    let updates = watch(&client, "distributedml.MasterService");
+    assert_eq!(next_status(&updates), ServingStatus::SERVING);
 
     let stopping = std::thread::spawn(move || coordinator.stop());
-    assert_eq!(next_status(&mut stream), ServingStatus::NOT_SERVING);
+    assert_eq!(next_status(&updates), ServingStatus::NOT_SERVING);
 
-    match next_item(&mut stream) {
-        None => {}
-        Some(Err(error)) => {
+    match updates.recv_timeout(CALL_TIMEOUT) {
+        Err(RecvTimeoutError::Disconnected) => {}
+        Ok(Err(error)) => {
             let status = rpc_status(error);
             assert_eq!(
                 status.code(),
@@ -80,7 +92,8 @@ fn watch_follows_stop() {
                 status.message()
             );
         }
-        Some(Ok(response)) => panic!("unexpected status after NOT_SERVING: {response}"),
+        Ok(Ok(response)) => panic!("unexpected update after NOT_SERVING: {response}"),
+        Err(RecvTimeoutError::Timeout) => panic!("the watch did not end after the stop"),
     }
     stopping.join().expect("stop completes");
 }
@@ -89,9 +102,8 @@ fn watch_follows_stop() {
 fn watch_unknown_service_reports_unknown() {
     let (_coordinator, address) = start_default();
     let client = health_client(address);
-    let mut stream = client
-        .watch_opt(&request("no.such.Service"), call_option())
-        .expect("Watch starts");
 
-    assert_eq!(next_status(&mut stream), ServingStatus::SERVICE_UNKNOWN);
+    let updates = watch(&client, "no.such.Service");
+
+    assert_eq!(next_status(&updates), ServingStatus::SERVICE_UNKNOWN);
 }

@@ -5,9 +5,11 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use grpc_coordinator::proto::health_grpc::HealthClient;
 use grpc_coordinator::proto::master::{
@@ -43,11 +45,13 @@ pub fn start(config: Config) -> (Coordinator, SocketAddr) {
     (coordinator, address)
 }
 
-/// Returns a coordinator started with `test_config()`.
+/// Starts a coordinator with `test_config()` and returns it with its bound address.
 pub fn start_default() -> (Coordinator, SocketAddr) {
     start(test_config())
 }
 
+/// Returns a channel on its own environment with one completion queue, so
+/// every call on it and every task spawned by its client share one thread.
 fn channel(address: SocketAddr) -> grpcio::Channel {
     let environment = Arc::new(
         EnvBuilder::new()
@@ -181,6 +185,30 @@ pub fn watch(
 /// Blocks until the stream yields its next item or ends.
 pub fn next_item<T>(stream: &mut ClientSStreamReceiver<T>) -> Option<grpcio::Result<T>> {
     futures::executor::block_on(stream.next())
+}
+
+/// Reads `stream` in a task that `spawn` runs on the client's
+/// completion-queue thread, and forwards each item up to the first error to
+/// the returned receiver. The receiver disconnects when the stream ends.
+///
+/// grpcio 0.13's `ClientSStreamReceiver` checks for the call's status before
+/// its next message (`ResponseStreamImpl::poll` in src/call/client.rs), so a
+/// reader that polls only after both have arrived loses that message. A task on the completion-queue thread is polled as
+/// soon as a message arrives, before that thread handles the status.
+pub fn forward_stream<T: Send + 'static>(
+    mut stream: ClientSStreamReceiver<T>,
+    spawn: impl FnOnce(BoxFuture<'static, ()>),
+) -> Receiver<grpcio::Result<T>> {
+    let (sender, receiver) = mpsc::channel();
+    spawn(Box::pin(async move {
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if sender.send(item).is_err() || failed {
+                break;
+            }
+        }
+    }));
+    receiver
 }
 
 /// Returns the next event, failing the test if the stream failed or ended.
