@@ -8,8 +8,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use api_common::{
-    call_option, capabilities, master_client, register, register_with, rpc_status, start_default,
-    CALL_TIMEOUT,
+    call_option, capabilities, list_first_page, master_client, register, register_with, rpc_status,
+    start_default, CALL_TIMEOUT,
 };
 use grpc_coordinator::proto::master::{GpuFilter, WaitForWorkersRequest, WaitForWorkersResponse};
 use grpcio::{CallOption, RpcStatusCode};
@@ -27,17 +27,23 @@ fn gpu_wait(min_workers: u32) -> WaitForWorkersRequest {
 }
 
 /// Runs `request` on its own client and thread, and returns the receiver
-/// of its result.
+/// of its result once the client has connected.
 fn spawn_wait(
     address: SocketAddr,
     request: WaitForWorkersRequest,
     option: CallOption,
 ) -> Receiver<grpcio::Result<WaitForWorkersResponse>> {
+    let (connected_sender, connected) = mpsc::channel();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let client = master_client(address);
+        list_first_page(&client);
+        let _ = connected_sender.send(());
         let _ = sender.send(client.wait_for_workers_opt(&request, option));
     });
+    connected
+        .recv_timeout(CALL_TIMEOUT)
+        .expect("the wait's client connects");
     receiver
 }
 
