@@ -1,5 +1,5 @@
 //! Helpers for the membership API tests: a coordinator on 127.0.0.1 with a
-//! free port, gRPC clients, request builders and polling with deadlines.
+//! free port, gRPC clients with call deadlines, and request builders.
 
 // Each test binary compiles this module and uses only some of its helpers.
 #![allow(dead_code)]
@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -242,19 +242,5 @@ pub fn rpc_status(error: grpcio::Error) -> RpcStatus {
     match error {
         grpcio::Error::RpcFailure(status) => status,
         other => panic!("expected an RPC status, got {other:?}"),
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds, failing the test with
-/// `what` once `timeout` has passed.
-#[track_caller]
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
