@@ -47,7 +47,7 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
 	touch $@
 
-test: test-python test-rust
+test: test-rust test-python
 
 test-rust: deps
 	$(CARGO) test --all-targets

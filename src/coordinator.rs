@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 use grpcio::{ChannelBuilder, EnvBuilder, Environment, Server, ServerBuilder, ServerCredentials};
@@ -11,6 +11,7 @@ use grpcio::{ChannelBuilder, EnvBuilder, Environment, Server, ServerBuilder, Ser
 use crate::config::Config;
 use crate::error::Error;
 use crate::health::{create_health_service, HealthState};
+use crate::in_flight::InFlight;
 use crate::membership::Membership;
 use crate::monitor::start_monitor;
 use crate::periodic::PeriodicTask;
@@ -27,6 +28,9 @@ pub const MAX_REQUEST_BYTES: i32 = 64 * 1024;
 /// period has run out.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
+/// How often a stop checks whether the calls in flight have finished.
+const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(5);
+
 /// How often open `WaitForWorkers` calls are checked against their
 /// deadlines, which bounds how late a timed-out wait replies.
 const WAIT_CHECK_INTERVAL: Duration = Duration::from_millis(10);
@@ -36,6 +40,7 @@ pub struct Coordinator {
     config: Config,
     membership: Arc<Membership>,
     health: Arc<HealthState>,
+    in_flight: InFlight,
     running: Option<Running>,
 }
 
@@ -65,6 +70,7 @@ impl Coordinator {
             config,
             membership,
             health: Arc::new(HealthState::new()),
+            in_flight: InFlight::default(),
             running: None,
         })
     }
@@ -98,8 +104,14 @@ impl Coordinator {
             .build_args();
         let mut server = ServerBuilder::new(environment.clone())
             .channel_args(channel_args)
-            .register_service(create_master_service(self.membership.clone()))
-            .register_service(create_health_service(self.health.clone()))
+            .register_service(create_master_service(
+                self.membership.clone(),
+                self.in_flight.clone(),
+            ))
+            .register_service(create_health_service(
+                self.health.clone(),
+                self.in_flight.clone(),
+            ))
             .build()?;
 
         let listen_address = self.config.listen_address();
@@ -166,7 +178,8 @@ impl Coordinator {
     /// Stops gracefully: reports NOT_SERVING, ends open watches and waits
     /// with `UNAVAILABLE`, stops and joins the monitor at once, stops
     /// accepting calls, gives in-flight calls the configured grace period,
-    /// then cancels the rest. Calling it again does nothing.
+    /// then cancels the rest and closes idle connections. Calling it again
+    /// does nothing.
     pub fn stop(&mut self) {
         let Some(mut running) = self.running.take() else {
             return;
@@ -188,16 +201,31 @@ impl Coordinator {
                 let _ = futures::executor::block_on(shutdown);
                 let _ = done.send(());
             });
-        if let Err(error) = waiter {
-            log::error!("failed to spawn the shutdown waiter: {error}; cancelling calls at once");
+        if let Err(error) = &waiter {
+            log::error!("failed to spawn the shutdown waiter: {error}");
+        }
+
+        // Calls in flight get the grace period. Idle connections get none:
+        // gRPC would wait for each client to acknowledge the GOAWAY, which an
+        // idle client may take seconds to do.
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        let mut completed = false;
+        while waiter.is_ok() && self.in_flight.count() > 0 && Instant::now() < deadline {
+            if finished.recv_timeout(DRAIN_POLL_INTERVAL).is_ok() {
+                completed = true;
+                break;
+            }
+        }
+        if !completed {
+            let remaining = self.in_flight.count();
+            if remaining > 0 {
+                log::warn!(
+                    "{remaining} calls still in flight after {:?}; cancelling them",
+                    self.config.shutdown_grace
+                );
+            }
             running.server.cancel_all_calls();
-        } else if finished.recv_timeout(self.config.shutdown_grace).is_err() {
-            log::warn!(
-                "in-flight calls still running after {:?}; cancelling them",
-                self.config.shutdown_grace
-            );
-            running.server.cancel_all_calls();
-            if finished.recv_timeout(CANCEL_WAIT).is_err() {
+            if waiter.is_ok() && finished.recv_timeout(CANCEL_WAIT).is_err() {
                 log::warn!("server shutdown did not complete within {CANCEL_WAIT:?}");
             }
         }

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use protobuf::EnumOrUnknown;
 
 use crate::codec::{server_method, Decoded};
+use crate::in_flight::{CallGuard, InFlight};
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};
 use crate::service::malformed;
@@ -112,16 +113,19 @@ impl HealthState {
     }
 }
 
-/// Builds the health service around shared health state.
-pub fn create_health_service(health: Arc<HealthState>) -> grpcio::Service {
-    let check = health.clone();
-    let watch = health;
+/// Builds the health service around shared health state; every call is
+/// counted in `in_flight` until its reply is sent.
+pub fn create_health_service(health: Arc<HealthState>, in_flight: InFlight) -> grpcio::Service {
+    let (check, watch) = (health.clone(), health);
+    let (check_calls, watch_calls) = (in_flight.clone(), in_flight);
     ServiceBuilder::new()
         .add_unary_handler(&CHECK, move |ctx, request, sink| {
-            health_check(&check, ctx, request, sink)
+            let guard = check_calls.enter();
+            health_check(&check, ctx, request, sink, guard)
         })
         .add_server_streaming_handler(&WATCH, move |ctx, request, sink| {
-            health_watch(&watch, ctx, request, sink)
+            let guard = watch_calls.enter();
+            health_watch(&watch, ctx, request, sink, guard)
         })
         .build()
 }
@@ -138,6 +142,7 @@ fn health_check(
     ctx: RpcContext<'_>,
     request: Decoded<HealthCheckRequest>,
     sink: UnarySink<HealthCheckResponse>,
+    guard: CallGuard,
 ) {
     let reply = match request.0 {
         Err(error) => Err(malformed::<HealthCheckRequest>(&error)),
@@ -159,6 +164,7 @@ fn health_check(
         if let Err(error) = send.await {
             log::debug!("health check reply not delivered: {error}");
         }
+        drop(guard);
     });
 }
 
@@ -167,6 +173,7 @@ fn health_watch(
     ctx: RpcContext<'_>,
     request: Decoded<HealthCheckRequest>,
     mut sink: ServerStreamingSink<HealthCheckResponse>,
+    guard: CallGuard,
 ) {
     let opened = match request.0 {
         Err(error) => Err(malformed::<HealthCheckRequest>(&error)),
@@ -178,6 +185,7 @@ fn health_watch(
             let fail = sink.fail(status);
             ctx.spawn(async move {
                 let _ = fail.await;
+                drop(guard);
             });
             return;
         }
@@ -193,6 +201,7 @@ fn health_watch(
             status = updates.next().await;
         }
         let _ = sink.fail(stopping_status()).await;
+        drop(guard);
     });
 }
 

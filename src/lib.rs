@@ -15,6 +15,7 @@ pub mod coordinator;
 pub mod error;
 pub mod events;
 pub mod health;
+mod in_flight;
 mod incarnation;
 mod log_limit;
 pub mod membership;

@@ -11,6 +11,7 @@ use protobuf::Message;
 use crate::codec::{server_method, Decoded};
 use crate::convert::{filter_from_proto, spec_from_request, status_from_proto, worker_info};
 use crate::error::Error;
+use crate::in_flight::{CallGuard, InFlight};
 use crate::log_limit::LogLimit;
 use crate::membership::Membership;
 use crate::paging::{decode_token, effective_page_size, encode_token};
@@ -52,38 +53,47 @@ const WAIT_FOR_WORKERS: ServerMethod<pb::WaitForWorkersRequest, pb::WaitForWorke
 /// hostile client can send them as fast as the network allows.
 static REJECTION_LOG: LogLimit = LogLimit::new();
 
-/// Builds the gRPC service around shared membership.
-pub fn create_master_service(membership: Arc<Membership>) -> grpcio::Service {
-    let register = membership.clone();
-    let heartbeat = membership.clone();
-    let deregister = membership.clone();
-    let list = membership.clone();
-    let watch = membership.clone();
-    let wait = membership;
+/// Builds the gRPC service around shared membership; every call is
+/// counted in `in_flight` until its reply is sent.
+pub fn create_master_service(membership: Arc<Membership>, in_flight: InFlight) -> grpcio::Service {
+    let (register, heartbeat, deregister) =
+        (membership.clone(), membership.clone(), membership.clone());
+    let (list, watch, wait) = (membership.clone(), membership.clone(), membership);
+    let (register_calls, heartbeat_calls, deregister_calls) =
+        (in_flight.clone(), in_flight.clone(), in_flight.clone());
+    let (list_calls, watch_calls, wait_calls) = (in_flight.clone(), in_flight.clone(), in_flight);
     ServiceBuilder::new()
         .add_unary_handler(&REGISTER_WORKER, move |ctx, request, sink| {
-            reply(ctx, sink, request, |request| {
+            let guard = register_calls.enter();
+            reply(ctx, sink, request, guard, |request| {
                 register_worker(&register, request)
             })
         })
         .add_unary_handler(&SEND_HEARTBEAT, move |ctx, request, sink| {
-            reply(ctx, sink, request, |request| {
+            let guard = heartbeat_calls.enter();
+            reply(ctx, sink, request, guard, |request| {
                 send_heartbeat(&heartbeat, request)
             })
         })
         .add_unary_handler(&DEREGISTER_WORKER, move |ctx, request, sink| {
-            reply(ctx, sink, request, |request| {
+            let guard = deregister_calls.enter();
+            reply(ctx, sink, request, guard, |request| {
                 deregister_worker(&deregister, request)
             })
         })
         .add_unary_handler(&LIST_WORKERS, move |ctx, request, sink| {
-            reply(ctx, sink, request, |request| list_workers(&list, request))
+            let guard = list_calls.enter();
+            reply(ctx, sink, request, guard, |request| {
+                list_workers(&list, request)
+            })
         })
         .add_server_streaming_handler(&WATCH_WORKERS, move |ctx, request, sink| {
-            watch_workers(&watch, ctx, request, sink)
+            let guard = watch_calls.enter();
+            watch_workers(&watch, ctx, request, sink, guard)
         })
         .add_unary_handler(&WAIT_FOR_WORKERS, move |ctx, request, sink| {
-            wait_for_workers(&wait, ctx, request, sink)
+            let guard = wait_calls.enter();
+            wait_for_workers(&wait, ctx, request, sink, guard)
         })
         .build()
 }
@@ -160,6 +170,7 @@ fn reply<Req: Message, Resp: Send + 'static>(
     ctx: RpcContext<'_>,
     sink: UnarySink<Resp>,
     request: Decoded<Req>,
+    guard: CallGuard,
     handle: impl FnOnce(Req) -> Result<Resp, Error>,
 ) {
     let result = match request.0 {
@@ -177,6 +188,7 @@ fn reply<Req: Message, Resp: Send + 'static>(
         if let Err(error) = send.await {
             log::debug!("reply not delivered: {error}");
         }
+        drop(guard);
     });
 }
 

@@ -11,6 +11,7 @@ use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySin
 
 use crate::codec::Decoded;
 use crate::convert::{event_to_proto, filter_from_proto, snapshot_event, synced_event};
+use crate::in_flight::CallGuard;
 use crate::membership::{Membership, WatchStart};
 use crate::proto::master as pb;
 use crate::registry::WorkerRecord;
@@ -24,6 +25,7 @@ pub fn watch_workers(
     ctx: RpcContext<'_>,
     request: Decoded<pb::WatchWorkersRequest>,
     sink: ServerStreamingSink<pb::WorkerEvent>,
+    guard: CallGuard,
 ) {
     let start = match request.0 {
         Err(error) => Err(malformed::<pb::WatchWorkersRequest>(&error)),
@@ -36,13 +38,17 @@ pub fn watch_workers(
                 ctx.peer(),
                 start.membership_version
             );
-            ctx.spawn(stream_events(start, sink));
+            ctx.spawn(async move {
+                stream_events(start, sink).await;
+                drop(guard);
+            });
         }
         Err(status) => {
             log_rejection(&ctx, &status);
             let fail = sink.fail(status);
             ctx.spawn(async move {
                 let _ = fail.await;
+                drop(guard);
             });
         }
     }
@@ -134,6 +140,7 @@ pub fn wait_for_workers(
     ctx: RpcContext<'_>,
     request: Decoded<pb::WaitForWorkersRequest>,
     sink: UnarySink<pb::WaitForWorkersResponse>,
+    guard: CallGuard,
 ) {
     let call_deadline = ctx.deadline();
     let opened = match request.0 {
@@ -157,6 +164,7 @@ pub fn wait_for_workers(
             let fail = sink.fail(status);
             ctx.spawn(async move {
                 let _ = fail.await;
+                drop(guard);
             });
             return;
         }
@@ -198,5 +206,6 @@ pub fn wait_for_workers(
         if let Err(error) = sent {
             log::debug!("wait reply not delivered: {error}");
         }
+        drop(guard);
     });
 }
