@@ -3,8 +3,10 @@
 //! Prints, side by side in one run:
 //! - the cost of one heartbeat at 1,000 and at 1,000,000 workers;
 //! - a sweep that evicts nothing, against a full scan of the fleet;
-//! - the longest time one eviction batch holds the membership lock while a
-//!   million workers are evicted, and the slowest heartbeat served meanwhile.
+//! - how long one eviction batch, the work done per lock acquisition, takes
+//!   while a million workers are evicted;
+//! - a full sweep of a million workers through the locked membership, and
+//!   the slowest heartbeat another thread was served meanwhile.
 //!
 //! Run with `make bench` (release build).
 
@@ -20,6 +22,8 @@ use grpc_coordinator::{Capabilities, Registry, WorkerSpec};
 const MILLION: usize = 1_000_000;
 const HEARTBEATS: usize = 2_000_000;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Evictions per lock acquisition in `Membership::sweep`.
+const EVICTION_BATCH: usize = 1024;
 
 fn spec(index: usize) -> WorkerSpec {
     WorkerSpec {
@@ -85,6 +89,35 @@ fn idle_sweep_against_scan() -> (f64, f64) {
     (sweep, scan)
 }
 
+/// Evicts a million expired workers in the batches a sweep uses; returns
+/// (slowest batch, mean batch) in microseconds. A batch is what one lock
+/// acquisition covers.
+fn eviction_batch_hold() -> (f64, f64) {
+    let start = Instant::now();
+    let (mut registry, _) = filled_registry(MILLION, start);
+    let late = start + TIMEOUT * 2;
+    let mut slowest = Duration::ZERO;
+    let mut total = Duration::ZERO;
+    let mut batches = 0;
+    loop {
+        let began = Instant::now();
+        let removed = registry.evict_expired(late, EVICTION_BATCH);
+        let held = began.elapsed();
+        slowest = slowest.max(held);
+        total += held;
+        batches += 1;
+        if removed.len() < EVICTION_BATCH {
+            break;
+        }
+        black_box(removed);
+    }
+    assert!(registry.is_empty());
+    (
+        slowest.as_secs_f64() * 1e6,
+        total.as_secs_f64() * 1e6 / f64::from(batches),
+    )
+}
+
 /// Evicts a million workers through `Membership::sweep` while another
 /// thread heartbeats; returns (sweep seconds, slowest heartbeat).
 fn sweep_under_load() -> (f64, Duration, usize) {
@@ -142,6 +175,11 @@ fn main() {
     println!(
         "idle sweep at 1,000,000 workers: {sweep:.1} us, full scan {scan:.0} us (scan/sweep ratio {:.0})",
         scan / sweep.max(0.001)
+    );
+
+    let (slowest, mean) = eviction_batch_hold();
+    println!(
+        "eviction batch of {EVICTION_BATCH} at 1,000,000 expired workers: slowest {slowest:.0} us, mean {mean:.0} us"
     );
 
     let (sweep, slowest, served) = sweep_under_load();
