@@ -15,15 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpc_coordinator::membership::Membership;
+use grpc_coordinator::membership::{Membership, EVICTION_BATCH};
 use grpc_coordinator::worker::{GpuFilter, WorkerFilter};
 use grpc_coordinator::{Capabilities, Registry, WorkerSpec};
 
 const MILLION: usize = 1_000_000;
 const HEARTBEATS: usize = 2_000_000;
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// Evictions per lock acquisition in `Membership::sweep`.
-const EVICTION_BATCH: usize = 1024;
 
 fn spec(index: usize) -> WorkerSpec {
     WorkerSpec {

@@ -26,7 +26,7 @@ use crate::worker::{WorkerFilter, WorkerSpec, WorkerStatus};
 
 /// Workers evicted per lock acquisition during a sweep. Small enough that a
 /// heartbeat waits well under a millisecond behind one batch.
-const EVICTION_BATCH: usize = 1024;
+pub const EVICTION_BATCH: usize = 1024;
 
 /// Counts from one eviction sweep.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
