@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 
-/// What the command line asks the binary to do.
+/// The action selected by the command line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Config),

@@ -33,7 +33,7 @@ pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Default cap on the retry delay.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// How a worker session reaches the coordinator and paces its calls.
+/// Connection and pacing settings of a worker session.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     /// Coordinator address, such as `127.0.0.1:50051`.
@@ -59,7 +59,7 @@ impl WorkerOptions {
     }
 }
 
-/// What the session knows about its registration.
+/// The session's current registration with the coordinator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Registration {
     incarnation: u64,
@@ -220,7 +220,7 @@ impl Drop for WorkerSession {
     }
 }
 
-/// What one round of the session loop found.
+/// Result of one round of the session loop.
 enum Step {
     /// The call succeeded; wait a heartbeat interval.
     Healthy,

@@ -1,6 +1,6 @@
 //! Request decoding that lets handlers reject malformed bytes themselves.
 //!
-//! grpcio's own protobuf decoder answers a request that does not parse with
+//! grpcio's own protobuf decoder rejects a request that does not parse with
 //! `INTERNAL`, which tells the caller the server is at fault. Server methods
 //! here decode into `Decoded`, which always succeeds and carries the parse
 //! error, so the handler replies `INVALID_ARGUMENT` naming the message type.

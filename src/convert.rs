@@ -118,7 +118,7 @@ pub fn synced_event(membership_version: u64) -> pb::WorkerEvent {
 ///
 /// # Errors
 ///
-/// `Error::InvalidArgument` for field `gpu` when it holds an unknown value.
+/// `Error::InvalidArgument` for field `gpu` when it contains an unknown value.
 pub fn filter_from_proto(
     device_type: String,
     gpu: EnumOrUnknown<pb::GpuFilter>,

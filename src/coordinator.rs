@@ -44,7 +44,7 @@ pub struct Coordinator {
     running: Option<Running>,
 }
 
-/// What exists only while the coordinator serves.
+/// Server-side resources that exist only while the coordinator serves.
 struct Running {
     // Field order is drop order: the server goes before its environment.
     server: Server,
@@ -197,7 +197,7 @@ impl Coordinator {
         let waiter = std::thread::Builder::new()
             .name("coordinator-shutdown".to_string())
             .spawn(move || {
-                // The result only says whether the queue was already shut down.
+                // The result only reports whether the queue was already shut down.
                 let _ = futures::executor::block_on(shutdown);
                 let _ = done.send(());
             });

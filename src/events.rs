@@ -2,7 +2,7 @@
 
 use crate::registry::WorkerRecord;
 
-/// What happened to a worker.
+/// Kind of membership change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
     Joined,

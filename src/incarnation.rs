@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Returns 64 random bits, never 0.
 ///
 /// `RandomState` draws its keys from the operating system's random source
-/// once per process and varies them for every new state, which is enough for
-/// identifiers that must differ across restarts; it is not a cryptographic
-/// generator.
+/// once per process and varies them for every new state. That is enough for
+/// identifiers that must differ across restarts, but it is not a
+/// cryptographic generator.
 pub fn random_nonzero_u64() -> u64 {
     loop {
         let mut hasher = RandomState::new().build_hasher();

@@ -2,7 +2,7 @@
 //!
 //! Workers register over gRPC (`distributedml.MasterService`), send
 //! heartbeats, and are evicted when they fall silent. `Coordinator` runs the
-//! server; `Registry` holds the membership logic free of gRPC types;
+//! server; `Registry` contains the membership logic free of gRPC types;
 //! `WorkerSession` is the worker side of the protocol.
 
 mod backoff;

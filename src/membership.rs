@@ -35,7 +35,7 @@ pub struct SweepSummary {
     pub active: usize,
 }
 
-/// What a new watch starts from: every current worker at one version.
+/// Starting point of a new watch: every current worker at one version.
 pub struct WatchStart {
     pub snapshot: Vec<WorkerRecord>,
     pub membership_version: u64,

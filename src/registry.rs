@@ -72,7 +72,7 @@ pub enum HeartbeatOutcome {
     Fenced { current: u64 },
 }
 
-/// Why a worker left the registry.
+/// Reason a worker left the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemovalKind {
     /// The worker deregistered itself.
@@ -171,8 +171,8 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// `Error::RegistryFull` when the id is new and the registry holds
-    /// `max_workers` workers already.
+    /// `Error::RegistryFull` when the id is new and the registry
+    /// contains `max_workers` workers already.
     pub fn register(
         &mut self,
         spec: WorkerSpec,
@@ -383,7 +383,7 @@ impl Registry {
         let record = self.slots[index]
             .record
             .take()
-            .expect("a linked slot always holds a record");
+            .expect("a linked slot always contains a record");
         self.free_slots.push(index);
         self.by_id.remove(&record.id);
         self.ordered_ids.remove(&record.id);

@@ -1,7 +1,7 @@
 //! `WatchWorkers` and `WaitForWorkers`: calls that outlive their handler.
 //!
 //! Both run as futures on the completion-queue thread that accepted the
-//! call, so an open watch or wait holds no thread of its own.
+//! call, so an open watch or wait occupies no thread of its own.
 
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@ use futures::channel::oneshot;
 use crate::registry::Registry;
 use crate::worker::{Capabilities, WorkerFilter};
 
-/// How a wait ended.
+/// Outcome of a wait.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WaitOutcome {
     Ready {
@@ -112,7 +112,7 @@ impl WaitList {
 
     /// Ends waits whose deadline passed at `now` or whose caller gave up.
     pub fn expire(&mut self, now: Instant) {
-        let mut kept = Vec::with_capacity(self.waiters.len());
+        let mut still_open = Vec::with_capacity(self.waiters.len());
         for waiter in self.waiters.drain(..) {
             let timed_out = waiter.spec.deadline.is_some_and(|deadline| now >= deadline);
             if waiter.reply.is_canceled() {
@@ -125,9 +125,9 @@ impl WaitList {
                 });
                 continue;
             }
-            kept.push(waiter);
+            still_open.push(waiter);
         }
-        self.waiters = kept;
+        self.waiters = still_open;
     }
 
     /// Ends every wait because the coordinator is stopping.

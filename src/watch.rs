@@ -14,7 +14,7 @@ use crate::events::MembershipEvent;
 /// Number of events a watcher may fall behind before it is cut off.
 pub const WATCH_BUFFER: usize = 4096;
 
-/// Why a watch ended on the server side.
+/// Reason a watch ended on the server side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WatchEnd {
     /// Still open, or closed by the client.
@@ -75,7 +75,7 @@ pub struct WatchHub {
 impl WatchHub {
     /// Adds a watcher and returns its read side.
     pub fn subscribe(&mut self) -> Subscription {
-        // A futures channel holds `buffer + 1` messages with one sender.
+        // A futures channel stores `buffer + 1` messages with one sender.
         let (sender, events) = mpsc::channel(WATCH_BUFFER - 1);
         let end = Arc::new(AtomicU8::new(WatchEnd::Open.to_u8()));
         let (drop_signal, dropped) = oneshot::channel();

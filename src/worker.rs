@@ -1,6 +1,6 @@
 //! Plain worker types shared by the registry, validation and the service.
 
-/// What a worker reports it can do.
+/// Capabilities a worker reports at registration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
     pub gpu_enabled: bool,
@@ -30,7 +30,7 @@ pub struct WorkerStatus {
     pub completed_batches: i32,
 }
 
-/// Which workers to include by GPU capability.
+/// Selection of workers by GPU capability.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GpuFilter {
     #[default]
