@@ -23,7 +23,7 @@ use crate::codec::{server_method, Decoded};
 use crate::in_flight::{CallGuard, InFlight};
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};
-use crate::service::malformed;
+use crate::service::{malformed, spawn_reply};
 
 /// Name under which the coordinator's own service reports its health.
 pub const MASTER_SERVICE_NAME: &str = "distributedml.MasterService";
@@ -160,12 +160,7 @@ fn health_check(
         Ok(response) => sink.success(response),
         Err(status) => sink.fail(status),
     };
-    ctx.spawn(async move {
-        if let Err(error) = send.await {
-            log::debug!("health check reply not delivered: {error}");
-        }
-        drop(guard);
-    });
+    spawn_reply(&ctx, send, guard);
 }
 
 fn health_watch(
@@ -182,11 +177,7 @@ fn health_watch(
     let (current, mut updates) = match opened {
         Ok(opened) => opened,
         Err(status) => {
-            let fail = sink.fail(status);
-            ctx.spawn(async move {
-                let _ = fail.await;
-                drop(guard);
-            });
+            spawn_reply(&ctx, sink.fail(status), guard);
             return;
         }
     };

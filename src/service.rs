@@ -2,6 +2,7 @@
 //! membership call, reply. The streaming and waiting methods live in
 //! `streams.rs`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -184,8 +185,18 @@ fn reply<Req: Message, Resp: Send + 'static>(
             sink.fail(status)
         }
     };
+    spawn_reply(&ctx, send, guard);
+}
+
+/// Sends a reply or final status from the call's completion-queue thread,
+/// keeping the call counted as in flight until it is sent.
+pub fn spawn_reply(
+    ctx: &RpcContext<'_>,
+    reply: impl Future<Output = grpcio::Result<()>> + Send + 'static,
+    guard: CallGuard,
+) {
     ctx.spawn(async move {
-        if let Err(error) = send.await {
+        if let Err(error) = reply.await {
             log::debug!("reply not delivered: {error}");
         }
         drop(guard);

@@ -15,7 +15,7 @@ use crate::in_flight::CallGuard;
 use crate::membership::{Membership, WatchStart};
 use crate::proto::master as pb;
 use crate::registry::WorkerRecord;
-use crate::service::{log_rejection, malformed, status_for};
+use crate::service::{log_rejection, malformed, spawn_reply, status_for};
 use crate::wait::{WaitOutcome, WaitSpec};
 use crate::watch::{Subscription, WatchEnd, WATCH_BUFFER};
 
@@ -45,11 +45,7 @@ pub fn watch_workers(
         }
         Err(status) => {
             log_rejection(&ctx, &status);
-            let fail = sink.fail(status);
-            ctx.spawn(async move {
-                let _ = fail.await;
-                drop(guard);
-            });
+            spawn_reply(&ctx, sink.fail(status), guard);
         }
     }
 }
@@ -161,11 +157,7 @@ pub fn wait_for_workers(
         Ok(outcome) => outcome,
         Err(status) => {
             log_rejection(&ctx, &status);
-            let fail = sink.fail(status);
-            ctx.spawn(async move {
-                let _ = fail.await;
-                drop(guard);
-            });
+            spawn_reply(&ctx, sink.fail(status), guard);
             return;
         }
     };
