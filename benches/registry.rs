@@ -3,6 +3,8 @@
 //! Prints, side by side in one run:
 //! - the cost of one heartbeat at 1,000 and at 1,000,000 workers;
 //! - a sweep that evicts nothing, against a full scan of the fleet;
+//! - the part of a new watch's snapshot taken under the lock, against a
+//!   full sorted copy of every record;
 //! - how long one eviction batch, the work done per lock acquisition, takes
 //!   while a million workers are evicted;
 //! - a full sweep of a million workers through the locked membership, and
@@ -85,6 +87,26 @@ fn idle_sweep_against_scan() -> (f64, f64) {
     black_box(registry.count_matching(&gpu_only));
     let scan = began.elapsed().as_secs_f64() * 1e6;
     (sweep, scan)
+}
+
+/// Returns milliseconds at a million workers for (the part of a new watch's
+/// snapshot taken under the membership lock, a full copy of every record in
+/// id order).
+fn snapshot_cost() -> (f64, f64) {
+    let start = Instant::now();
+    let (registry, _) = filled_registry(MILLION, start);
+
+    let began = Instant::now();
+    let shared = registry.shared_records();
+    let under_lock = began.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(shared.len(), MILLION);
+    drop(shared);
+
+    let began = Instant::now();
+    let copied = registry.snapshot();
+    let full_copy = began.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(copied.len(), MILLION);
+    (under_lock, full_copy)
 }
 
 /// Evicts a million expired workers in the batches a sweep uses; returns
@@ -173,6 +195,12 @@ fn main() {
     println!(
         "idle sweep at 1,000,000 workers: {sweep:.1} us, full scan {scan:.0} us (scan/sweep ratio {:.0})",
         scan / sweep.max(0.001)
+    );
+
+    let (under_lock, full_copy) = snapshot_cost();
+    println!(
+        "watch snapshot at 1,000,000 workers: {under_lock:.0} ms under the lock, full sorted copy {full_copy:.0} ms (ratio {:.0})",
+        full_copy / under_lock
     );
 
     let (slowest, mean) = eviction_batch_hold();

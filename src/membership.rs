@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::events::{ChangeKind, MembershipEvent};
 use crate::incarnation::{random_nonzero_u64, IncarnationSource};
 use crate::registry::{
-    HeartbeatOutcome, Page, Registration, RegistrationKind, Registry, Removal, RemovalKind,
-    WorkerRecord,
+    sort_records, HeartbeatOutcome, Page, Registration, RegistrationKind, Registry, Removal,
+    RemovalKind, WorkerRecord,
 };
 use crate::validate::{validate_spec, validate_status, validate_worker_id};
 use crate::wait::{WaitList, WaitOutcome, WaitSpec};
@@ -37,7 +37,8 @@ pub struct SweepSummary {
 
 /// Starting point of a new watch: every current worker at one version.
 pub struct WatchStart {
-    pub snapshot: Vec<WorkerRecord>,
+    /// Every worker at `membership_version`, in id order.
+    pub snapshot: Vec<Arc<WorkerRecord>>,
     pub membership_version: u64,
     pub subscription: Subscription,
 }
@@ -239,14 +240,23 @@ impl Membership {
     ///
     /// `Error::NotServing` once a stop has begun.
     pub fn watch(&self) -> Result<WatchStart, Error> {
-        let mut state = self.state.lock();
-        if state.stopping {
-            return Err(Error::NotServing);
-        }
+        let (records, membership_version, subscription) = {
+            let mut state = self.state.lock();
+            if state.stopping {
+                return Err(Error::NotServing);
+            }
+            (
+                state.registry.shared_records(),
+                state.registry.membership_version(),
+                state.watchers.subscribe(),
+            )
+        };
+        // Sorting happens after the lock is released: at a million workers it
+        // takes longer than copying the pointers.
         Ok(WatchStart {
-            snapshot: state.registry.snapshot(),
-            membership_version: state.registry.membership_version(),
-            subscription: state.watchers.subscribe(),
+            snapshot: sort_records(records),
+            membership_version,
+            subscription,
         })
     }
 
@@ -310,7 +320,11 @@ impl Membership {
 
     /// Returns a copy of every worker record, in id order.
     pub fn snapshot(&self) -> Vec<WorkerRecord> {
-        self.state.lock().registry.snapshot()
+        let records = self.state.lock().registry.shared_records();
+        sort_records(records)
+            .iter()
+            .map(|record| WorkerRecord::clone(record))
+            .collect()
     }
 }
 

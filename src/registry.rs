@@ -102,7 +102,9 @@ pub struct Page {
 }
 
 struct Slot {
-    record: Option<WorkerRecord>,
+    /// Shared so a snapshot copies pointers, not records; a heartbeat on a
+    /// record that a snapshot still references copies it first.
+    record: Option<Arc<WorkerRecord>>,
     prev: Option<SlotIndex>,
     next: Option<SlotIndex>,
 }
@@ -163,7 +165,7 @@ impl Registry {
     /// Returns the worker with this id, if registered.
     pub fn get(&self, id: &str) -> Option<&WorkerRecord> {
         let index = *self.by_id.get(id)?;
-        self.slots[index].record.as_ref()
+        self.slots[index].record.as_deref()
     }
 
     /// Stores a validated worker under a fresh incarnation, replacing any
@@ -204,7 +206,10 @@ impl Registry {
         let (kind, previous) = match existing {
             Some(index) => {
                 self.unlink(index);
-                let previous = self.slots[index].record.replace(record.clone());
+                let previous = self.slots[index]
+                    .record
+                    .replace(Arc::new(record.clone()))
+                    .map(unwrap_record);
                 self.push_tail(index);
                 (RegistrationKind::Reregistered, previous)
             }
@@ -241,14 +246,15 @@ impl Registry {
         let Some(&index) = self.by_id.get(id) else {
             return HeartbeatOutcome::UnknownWorker;
         };
-        let Some(record) = self.slots[index].record.as_mut() else {
+        let Some(shared) = self.slots[index].record.as_mut() else {
             return HeartbeatOutcome::UnknownWorker;
         };
-        if incarnation != 0 && incarnation != record.incarnation {
+        if incarnation != 0 && incarnation != shared.incarnation {
             return HeartbeatOutcome::Fenced {
-                current: record.incarnation,
+                current: shared.incarnation,
             };
         }
+        let record = Arc::make_mut(shared);
 
         record.last_heartbeat = now;
         if status.is_some() {
@@ -295,9 +301,19 @@ impl Registry {
 
     /// Returns a copy of every worker record, in id order.
     pub fn snapshot(&self) -> Vec<WorkerRecord> {
-        self.ordered_ids
+        sort_records(self.shared_records())
             .iter()
-            .filter_map(|id| self.get(id).cloned())
+            .map(|record| WorkerRecord::clone(record))
+            .collect()
+    }
+
+    /// Returns every worker record in no particular order, as shared
+    /// pointers: cheap enough to take under a lock at a million workers.
+    /// `sort_records` puts them in id order.
+    pub fn shared_records(&self) -> Vec<Arc<WorkerRecord>> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.record.clone())
             .collect()
     }
 
@@ -363,7 +379,7 @@ impl Registry {
     }
 
     fn iter(&self) -> impl Iterator<Item = &WorkerRecord> {
-        self.slots.iter().filter_map(|slot| slot.record.as_ref())
+        self.slots.iter().filter_map(|slot| slot.record.as_deref())
     }
 
     /// Keeps the liveness list sorted when callers pass instants out of order:
@@ -371,7 +387,7 @@ impl Registry {
     fn clamp_to_tail(&self, now: Instant) -> Instant {
         match self
             .tail
-            .and_then(|index| self.slots[index].record.as_ref())
+            .and_then(|index| self.slots[index].record.as_deref())
         {
             Some(latest) if latest.last_heartbeat > now => latest.last_heartbeat,
             _ => now,
@@ -380,10 +396,12 @@ impl Registry {
 
     fn remove(&mut self, index: SlotIndex, kind: RemovalKind, now: Instant) -> Removal {
         self.unlink(index);
-        let record = self.slots[index]
-            .record
-            .take()
-            .expect("a linked slot always contains a record");
+        let record = unwrap_record(
+            self.slots[index]
+                .record
+                .take()
+                .expect("a linked slot always contains a record"),
+        );
         self.free_slots.push(index);
         self.by_id.remove(&record.id);
         self.ordered_ids.remove(&record.id);
@@ -398,7 +416,7 @@ impl Registry {
 
     fn allocate(&mut self, record: WorkerRecord) -> SlotIndex {
         let slot = Slot {
-            record: Some(record),
+            record: Some(Arc::new(record)),
             prev: None,
             next: None,
         };
@@ -437,6 +455,18 @@ impl Registry {
         self.slots[index].prev = None;
         self.slots[index].next = None;
     }
+}
+
+/// Sorts shared records by worker id.
+pub fn sort_records(mut records: Vec<Arc<WorkerRecord>>) -> Vec<Arc<WorkerRecord>> {
+    records.sort_unstable_by(|left, right| left.id.cmp(&right.id));
+    records
+}
+
+/// Takes a record out of its `Arc`, copying it only if a snapshot still
+/// references it.
+fn unwrap_record(record: Arc<WorkerRecord>) -> WorkerRecord {
+    Arc::try_unwrap(record).unwrap_or_else(|shared| WorkerRecord::clone(&shared))
 }
 
 #[cfg(test)]

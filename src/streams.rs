@@ -3,6 +3,7 @@
 //! Both run as futures on the completion-queue thread that accepted the
 //! call, so an open watch or wait occupies no thread of its own.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{select, Either};
@@ -84,7 +85,7 @@ async fn stream_events(start: WatchStart, mut sink: ServerStreamingSink<pb::Work
 /// watcher. Returns an error only when the client went away.
 async fn deliver(
     sink: &mut ServerStreamingSink<pb::WorkerEvent>,
-    snapshot: &[WorkerRecord],
+    snapshot: &[Arc<WorkerRecord>],
     membership_version: u64,
     subscription: &mut Subscription,
 ) -> grpcio::Result<()> {
