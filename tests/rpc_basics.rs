@@ -180,3 +180,33 @@ fn malformed_request_invalid_argument() {
     assert!(heartbeat_acknowledged(&client, "worker-1"));
     assert_eq!(worker_ids(&coordinator.workers()), ["worker-1"]);
 }
+
+#[test]
+fn deeply_nested_request_rejected() {
+    let (coordinator, client) = setup(|_| {});
+
+    // 60,000 nested starts of an unknown group (field 3, wire type 3). A
+    // parser without a recursion limit overflows its stack on this input;
+    // protobuf 3.7.2 stops at its limit and reports an error.
+    let nested = vec![0x1b; 60_000];
+    let result = raw_call(&client, &REGISTER_WORKER, nested);
+
+    assert_rpc_error(result, RpcStatusCode::INVALID_ARGUMENT, "recursion limit");
+    register(&client, "worker-1");
+    assert!(heartbeat_acknowledged(&client, "worker-1"));
+    assert_eq!(worker_ids(&coordinator.workers()), ["worker-1"]);
+}
+
+#[test]
+fn oversized_request_rejected() {
+    let (coordinator, client) = setup(|_| {});
+    let mut request = register_request("worker-big");
+    request.host = "h".repeat(70_000);
+
+    let result = client.register_worker_opt(&request, call_options());
+
+    assert_rpc_code(result, RpcStatusCode::RESOURCE_EXHAUSTED);
+    assert!(coordinator.workers().is_empty());
+    register(&client, "worker-1");
+    assert_eq!(worker_ids(&coordinator.workers()), ["worker-1"]);
+}
