@@ -400,6 +400,9 @@ class MembershipWatcher:
 
     def _run(self):
         backoff = Backoff()
+        # Consecutive watches that ended before an event arrived; only the
+        # first of a run is logged at warning.
+        failures = 0
         while True:
             with self._lock:
                 if self.stopping.is_set():
@@ -409,14 +412,23 @@ class MembershipWatcher:
             try:
                 for event in self._call:
                     backoff.reset()
+                    failures = 0
                     self.log_event(event)
+                reason = "watch ended"
             except grpc.RpcError as error:
                 if self.stopping.is_set():
                     return
                 # UNAVAILABLE when the coordinator stops, RESOURCE_EXHAUSTED
                 # when this watcher fell too far behind.
-                log.warning("watch ended: %s %s; watching again", error.code().name, error.details())
-            self.stopping.wait(backoff.next_delay())
+                reason = f"watch failed: {error.code().name} {error.details()}"
+
+            delay = backoff.next_delay()
+            if failures == 0:
+                log.warning("%s; watching again with backoff", reason)
+            else:
+                log.debug("%s; watching again in %.2fs", reason, delay)
+            failures += 1
+            self.stopping.wait(delay)
 
     def log_event(self, event):
         kind = self.pb.EventKind.Name(event.kind)
