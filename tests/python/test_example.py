@@ -351,8 +351,10 @@ def test_fenced_reregisters(master_pb2, stub, start_worker):
 
 def test_restart_reregisters(master_pb2, master_pb2_grpc, start_coordinator, start_worker):
     first = start_coordinator()
-    worker = start_worker("py-restart", "--heartbeat-interval", INTERVAL, target=first.target)
+    worker = start_worker("py-restart", "--heartbeat-interval", INTERVAL, "--watch",
+                          target=first.target)
     before = worker.wait_for_line(REGISTERED.format(id="py-restart"))
+    worker.wait_for_line(r"membership event SYNCED")
 
     failure = first.stop()
     assert failure is None, failure
@@ -370,6 +372,10 @@ def test_restart_reregisters(master_pb2, master_pb2_grpc, start_coordinator, sta
         worker.wait_for_line(rf"coordinator restarted \({before['coordinator']} -> {new_incarnation}\)")
         info = wait_until_listed(master_pb2, stub, "py-restart")
         assert info.incarnation == int(after["incarnation"])
+
+        # The watch ends with the first coordinator and opens again on the second.
+        worker.wait_for_line(r"watch failed: UNAVAILABLE .*; watching again with backoff")
+        worker.wait_for_lines(r"membership event SYNCED", 2)
     finally:
         channel.close()
 
