@@ -200,7 +200,7 @@ class Worker:
                 self.wait_before_retry(f"registration failed: {error.code().name} {error.details()}")
                 continue
             if not reply.success:
-                self.wait_before_retry(f"registration refused: {reply.message}")
+                self.wait_before_retry(f"registration not accepted: {reply.message}")
                 continue
 
             self.call_succeeded()
