@@ -398,3 +398,14 @@ def test_missing_proto_exits(start_worker):
 
     assert worker.wait_for_exit() == 2, worker.output()
     assert "/nonexistent/master.proto not found" in worker.output()
+
+
+def test_invalid_id_exits(master_pb2, stub, start_worker):
+    # The coordinator rejects an empty id with INVALID_ARGUMENT, which
+    # retrying cannot fix.
+    worker = start_worker("", "--heartbeat-interval", INTERVAL)
+
+    assert worker.wait_for_exit() == 2, worker.output()
+    assert worker.matches(r"ERROR .*registration rejected: .*worker_id"), worker.output()
+    assert worker.matches(r"retrying") == []
+    assert list_workers(master_pb2, stub) == {}
