@@ -17,7 +17,7 @@ RUN_ARGS ?=
 PY_GRPC_VERSION := 1.76.0
 PY_PACKAGES := grpcio==$(PY_GRPC_VERSION) grpcio-tools==$(PY_GRPC_VERSION) grpcio-health-checking==$(PY_GRPC_VERSION) pytest==8.4.2
 
-.PHONY: all build run run-worker test test-rust test-python lint fmt bench clean deps python-env
+.PHONY: all build run run-worker run-python-worker test test-rust test-python lint fmt bench clean deps python-env
 
 all: build
 
@@ -38,6 +38,10 @@ run: deps
 
 run-worker: deps
 	$(CARGO) run --example worker -- $(RUN_ARGS)
+
+## run-python-worker: the Python example worker in examples/python.
+run-python-worker: python-env
+	$(VENV)/bin/python examples/python/worker.py $(RUN_ARGS)
 
 ## python-env: a virtual environment with Python gRPC for the interop test.
 python-env: $(VENV)/.installed

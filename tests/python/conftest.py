@@ -232,8 +232,9 @@ def start_coordinator():
     binary = find_binary()
     started = []
 
-    def start(port=0):
-        coordinator = CoordinatorProcess(binary, ["--port", str(port)])
+    def start(port=0, extra_args=()):
+        """Start a coordinator on `port`; flags in `extra_args` override SERVER_ARGS."""
+        coordinator = CoordinatorProcess(binary, ["--port", str(port), *extra_args])
         try:
             coordinator.wait_until_listening()
         except BaseException:
