@@ -151,6 +151,12 @@ impl Coordinator {
         self.running.is_some()
     }
 
+    /// Returns the number of calls being handled, open watches and waits
+    /// included.
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.count()
+    }
+
     /// Returns the random nonzero number identifying this coordinator process.
     pub fn coordinator_incarnation(&self) -> u64 {
         self.membership.coordinator_incarnation()

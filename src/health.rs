@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::channel::mpsc;
+use futures::future::{select, Either};
 use futures::{SinkExt, StreamExt};
 use grpcio::{
     MethodType, RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, ServiceBuilder,
@@ -24,6 +25,7 @@ use crate::in_flight::{CallGuard, InFlight};
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};
 use crate::service::{malformed, spawn_reply};
+use crate::streams::client_gone;
 
 /// Name under which the coordinator's own service reports its health.
 pub const MASTER_SERVICE_NAME: &str = "distributedml.MasterService";
@@ -189,7 +191,13 @@ fn health_watch(
                 log::debug!("health watch closed by the client: {error}");
                 return;
             }
-            status = updates.next().await;
+            status = match select(updates.next(), client_gone(&mut sink)).await {
+                Either::Left((next, _)) => next,
+                Either::Right((error, _)) => {
+                    log::debug!("health watch closed by the client: {error}");
+                    return;
+                }
+            };
         }
         let _ = sink.fail(stopping_status()).await;
         drop(guard);

@@ -6,8 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::{select, Either};
-use futures::{SinkExt, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures::future::{poll_fn, select, Either};
+use futures::{Sink, SinkExt, StreamExt};
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 
 use crate::codec::Decoded;
@@ -103,8 +107,12 @@ async fn deliver(
     }
 
     while subscription.end() == WatchEnd::Open {
-        let Some(event) = subscription.events.next().await else {
-            break;
+        // Waiting for the next event also watches for the client going away,
+        // so a cancelled watch ends at once rather than at the next change.
+        let event = match select(subscription.events.next(), client_gone(sink)).await {
+            Either::Left((Some(event), _)) => event,
+            Either::Left((None, _)) => break,
+            Either::Right((error, _)) => return Err(error),
         };
         let item = (
             event_to_proto(&event, Instant::now()),
@@ -115,6 +123,21 @@ async fn deliver(
         }
     }
     Ok(())
+}
+
+/// Returns a future that resolves once the client cancels the call or the
+/// connection closes; polling it sends nothing.
+pub fn client_gone<T>(
+    sink: &mut ServerStreamingSink<T>,
+) -> impl Future<Output = grpcio::Error> + Unpin + '_ {
+    // `poll_ready` first polls the call's completion, which registers the
+    // waker for it, and fails with `RemoteStopped` once the call has ended.
+    poll_fn(
+        move |context| match Pin::new(&mut *sink).poll_ready(context) {
+            Poll::Ready(Err(error)) => Poll::Ready(error),
+            Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+        },
+    )
 }
 
 /// Sends one item unless the watcher is dropped first. Returns `Ok(false)`
