@@ -172,6 +172,9 @@ pub fn wait_for_workers(
                     filter,
                     min_workers: request.min_workers as usize,
                     deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
+                    // NOTE: grpcio reports no cancellation for unary calls, so a
+                    // wait its client cancelled without a deadline stays open
+                    // until satisfied or the coordinator stops.
                     abandoned: Box::new(move || call_deadline.exceeded()),
                 })
             })
