@@ -294,8 +294,8 @@ impl Membership {
     pub fn close_streams(&self) {
         let mut state = self.state.lock();
         state.stopping = true;
-        let (watches, waits) = (state.watchers.len(), state.waiters.len());
-        state.watchers.close_all();
+        let waits = state.waiters.len();
+        let watches = state.watchers.close_all();
         state.waiters.close_all();
         self.open_waits.store(0, Ordering::Release);
         if watches + waits > 0 {

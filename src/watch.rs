@@ -91,7 +91,8 @@ impl WatchHub {
         }
     }
 
-    /// Returns the number of open watchers.
+    /// Returns the number of watchers, including any whose client left
+    /// since the last publish.
     pub fn len(&self) -> usize {
         self.watchers.len()
     }
@@ -120,13 +121,19 @@ impl WatchHub {
         cut_off
     }
 
-    /// Ends every watch because the coordinator is stopping.
-    pub fn close_all(&mut self) {
+    /// Ends every watch because the coordinator is stopping. Returns how
+    /// many were still read by a client.
+    pub fn close_all(&mut self) -> usize {
+        let mut open = 0;
         for watcher in self.watchers.drain(..) {
+            if !watcher.sender.is_closed() {
+                open += 1;
+            }
             watcher
                 .end
                 .store(WatchEnd::Stopping.to_u8(), Ordering::Release);
         }
+        open
     }
 }
 
@@ -203,7 +210,8 @@ mod tests {
     fn close_all_marks_stopping() {
         let mut hub = WatchHub::default();
         let subscription = hub.subscribe();
-        hub.close_all();
+        drop(hub.subscribe());
+        assert_eq!(hub.close_all(), 1);
         assert!(hub.is_empty());
         assert_eq!(subscription.end(), WatchEnd::Stopping);
     }
