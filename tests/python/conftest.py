@@ -10,11 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import grpc
 import pytest
+
+from captured_process import CapturedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = REPO_ROOT / "proto"
@@ -67,47 +68,15 @@ def find_binary():
     pytest.fail(f"coordinator binary not found in {searched}; run `make build`")
 
 
-class CoordinatorProcess:
-    """One coordinator process whose merged stdout and stderr are drained by
-    a thread, so the pipe never fills and the output can be shown on failure.
-    """
+class CoordinatorProcess(CapturedProcess):
+    """One coordinator process started from the built binary."""
 
     def __init__(self, binary, extra_args=()):
-        self.args = [str(binary), *SERVER_ARGS, *extra_args]
+        args = [str(binary), *SERVER_ARGS, *extra_args]
+        super().__init__(args, dict(os.environ, RUST_LOG="info"), "coordinator-output")
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S
         self.monitor_interval = MONITOR_INTERVAL_S
-        self.lines = []
         self.port = None
-        self._eof = False
-        self._changed = threading.Condition()
-        environment = dict(os.environ, RUST_LOG="info")
-        self.process = subprocess.Popen(
-            self.args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            text=True,
-            errors="replace",
-        )
-        self._reader = threading.Thread(
-            target=self._drain, name=f"coordinator-{self.process.pid}-output", daemon=True
-        )
-        self._reader.start()
-
-    def _drain(self):
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    def output(self):
-        """Return the process's output so far."""
-        with self._changed:
-            return "\n".join(self.lines)
 
     def wait_until_listening(self, timeout=STARTUP_TIMEOUT_S):
         """Wait for the `listening on HOST:PORT` line and store the port."""
@@ -145,11 +114,6 @@ class CoordinatorProcess:
         """Open an insecure channel to this coordinator."""
         return grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
 
-    def send_signal(self, signum):
-        """Send `signum` if the process is still running."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-
     def wait_for_exit(self, timeout):
         """Return the exit code, or None if the process still runs after `timeout`."""
         try:
@@ -157,12 +121,9 @@ class CoordinatorProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def kill(self):
+    def kill(self, timeout=STOP_TIMEOUT_S):
         """Kill the process and wait for it and for the output reader."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=STOP_TIMEOUT_S)
-        self._reader.join(timeout=STOP_TIMEOUT_S)
+        super().kill(timeout)
 
     def stop(self):
         """Stop with SIGTERM and return a failure message, or None when the

@@ -10,12 +10,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+
+from captured_process import CapturedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_SCRIPT = REPO_ROOT / "examples" / "python" / "worker.py"
@@ -42,44 +43,18 @@ EVENT = re.compile(
 )
 
 
-class ExampleWorker:
-    """One examples/python/worker.py process whose merged output is read by
-    a thread, so a test can wait for a line with a bound.
+class ExampleWorker(CapturedProcess):
+    """One examples/python/worker.py process; a test can wait for a line
+    of its output with a bound.
     """
 
     def __init__(self, target, worker_id, args, environment):
         self.worker_id = worker_id
-        self.args = [
+        command = [
             sys.executable, str(WORKER_SCRIPT),
             "--coordinator", target, "--worker-id", worker_id, *args,
         ]
-        self.lines = []
-        self._eof = False
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            self.args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            text=True,
-            errors="replace",
-        )
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self):
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    def output(self):
-        with self._changed:
-            return "\n".join(self.lines)
+        super().__init__(command, environment, f"worker-{worker_id}-output")
 
     def wait_until(self, predicate, description, timeout=LINE_TIMEOUT_S):
         """Wait until `predicate(lines)` returns a true value and return it."""
@@ -124,10 +99,6 @@ class ExampleWorker:
         """Return the membership event lines so far as dicts, in order."""
         return [match.groupdict() for match in self.matches(EVENT.pattern)]
 
-    def send_signal(self, signum):
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-
     def wait_for_exit(self, timeout=EXIT_TIMEOUT_S):
         """Return the exit code, failing the test if the process still runs after `timeout`."""
         try:
@@ -137,11 +108,8 @@ class ExampleWorker:
         self._reader.join(timeout=EXIT_TIMEOUT_S)
         return code
 
-    def kill(self):
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=EXIT_TIMEOUT_S)
-        self._reader.join(timeout=EXIT_TIMEOUT_S)
+    def kill(self, timeout=EXIT_TIMEOUT_S):
+        super().kill(timeout)
 
 
 def worker_environment(pythonpath=None):
