@@ -69,9 +69,9 @@ fn generate_service_stubs(out_dir: &Path, paths: &[String]) {
 /// accept inside a module body.
 fn strip_inner_attributes(path: &Path) {
     let source = fs::read_to_string(path).expect("generated file is readable");
-    let kept: Vec<&str> = source
+    let kept_lines: Vec<&str> = source
         .lines()
         .filter(|line| !line.starts_with("#![") && !line.starts_with("//!"))
         .collect();
-    fs::write(path, kept.join("\n")).expect("generated file is writable");
+    fs::write(path, kept_lines.join("\n")).expect("generated file is writable");
 }

@@ -122,9 +122,9 @@ fn eviction_batch_hold() -> (f64, f64) {
     loop {
         let began = Instant::now();
         let removed = registry.evict_expired(late, EVICTION_BATCH);
-        let held = began.elapsed();
-        slowest = slowest.max(held);
-        total += held;
+        let batch_time = began.elapsed();
+        slowest = slowest.max(batch_time);
+        total += batch_time;
         batches += 1;
         if removed.len() < EVICTION_BATCH {
             break;

@@ -1,7 +1,7 @@
 //! Request decoding that lets handlers reject malformed bytes themselves.
 //!
 //! grpcio's own protobuf decoder rejects a request that does not parse with
-//! `INTERNAL`, which tells the caller the server is at fault. Server methods
+//! `INTERNAL`, which reports a server fault to the caller. Server methods
 //! here decode into `Decoded`, which always succeeds and carries the parse
 //! error, so the handler replies `INVALID_ARGUMENT` naming the message type.
 

@@ -52,15 +52,22 @@ struct Inner {
 }
 
 /// Serving status per service name, with the open health watches.
-#[derive(Default)]
 pub struct HealthState {
     inner: Mutex<Inner>,
+}
+
+impl Default for HealthState {
+    fn default() -> HealthState {
+        HealthState::new()
+    }
 }
 
 impl HealthState {
     /// Creates the state with the server and `MASTER_SERVICE_NAME` not serving.
     pub fn new() -> HealthState {
-        let state = HealthState::default();
+        let state = HealthState {
+            inner: Mutex::new(Inner::default()),
+        };
         state.set_all(ServingStatus::NOT_SERVING);
         state
     }

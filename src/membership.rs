@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::events::{ChangeKind, MembershipEvent};
 use crate::incarnation::{random_nonzero_u64, IncarnationSource};
 use crate::registry::{
-    sort_records, HeartbeatOutcome, Page, Registration, RegistrationKind, Registry, Removal,
-    RemovalKind, WorkerRecord,
+    sort_records, sorted_copies, HeartbeatOutcome, Page, Registration, RegistrationKind, Registry,
+    Removal, RemovalKind, WorkerRecord,
 };
 use crate::validate::{validate_spec, validate_status, validate_worker_id};
 use crate::wait::{WaitList, WaitOutcome, WaitSpec};
@@ -320,11 +320,9 @@ impl Membership {
 
     /// Returns a copy of every worker record, in id order.
     pub fn snapshot(&self) -> Vec<WorkerRecord> {
+        // Copying and sorting happen after the lock is released.
         let records = self.state.lock().registry.shared_records();
-        sort_records(records)
-            .iter()
-            .map(|record| WorkerRecord::clone(record))
-            .collect()
+        sorted_copies(records)
     }
 }
 

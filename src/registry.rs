@@ -301,10 +301,7 @@ impl Registry {
 
     /// Returns a copy of every worker record, in id order.
     pub fn snapshot(&self) -> Vec<WorkerRecord> {
-        sort_records(self.shared_records())
-            .iter()
-            .map(|record| WorkerRecord::clone(record))
-            .collect()
+        sorted_copies(self.shared_records())
     }
 
     /// Returns every worker record in no particular order, as shared
@@ -461,6 +458,14 @@ impl Registry {
 pub fn sort_records(mut records: Vec<Arc<WorkerRecord>>) -> Vec<Arc<WorkerRecord>> {
     records.sort_unstable_by(|left, right| left.id.cmp(&right.id));
     records
+}
+
+/// Returns owned copies of shared records, in worker id order.
+pub fn sorted_copies(records: Vec<Arc<WorkerRecord>>) -> Vec<WorkerRecord> {
+    sort_records(records)
+        .iter()
+        .map(|record| WorkerRecord::clone(record))
+        .collect()
 }
 
 /// Takes a record out of its `Arc`, copying it only if a snapshot still
